@@ -1,0 +1,667 @@
+//! Typed settings: one TOML file plus `POSTERN_<SECTION>__<KEY>` environment overrides.
+//!
+//! Every invalid setting is collected and reported at once, each with its key, so an operator
+//! fixes a configuration in one round instead of one error per restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// All settings of one Postern process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub smtp: SmtpSettings,
+    pub http: HttpSettings,
+    pub mail: MailSettings,
+    pub outbound: OutboundSettings,
+    pub queue: QueueSettings,
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite://…?mode=rwc` or `postgres://…`.
+    pub url: String,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub listen: SocketAddr,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// PEM files for STARTTLS; a self-signed pair in `data_dir` is created when unset.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// Domains whose addresses are aliases; the first one is the default for new aliases.
+    pub alias_domains: Vec<String>,
+    /// The domain of reverse aliases and VERP bounce addresses.
+    pub reply_domain: String,
+    /// The EHLO name of the gateway and of outbound connections.
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// A smarthost; `None` delivers directly to each recipient's MX.
+    pub relay: Option<RelayUrl>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// The first retry delay; each later one doubles, up to `max_retry_interval`.
+    pub retry_initial: Duration,
+    pub max_retry_interval: Duration,
+    /// How long a message is retried before it is given up as undeliverable.
+    pub lifetime: Duration,
+    /// How often the worker looks for due deliveries when nothing wakes it.
+    pub poll_interval: Duration,
+}
+
+/// `smtp://[user:pass@]host:port[?tls=starttls|none|required]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for RelayUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("credentials", &self.credentials.as_ref().map(|(u, _)| (u, "***")))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// STARTTLS when offered (the default).
+    Opportunistic,
+    /// STARTTLS or fail.
+    Required,
+    /// Plain text, for a relay on loopback.
+    None,
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// Everything wrong with a configuration, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub errors: Vec<SettingError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.errors.len())?;
+        for e in &self.errors {
+            writeln!(f, "  {}: {}", e.key, e.problem)?;
+        }
+        Ok(())
+    }
+}
+
+const ENV_PREFIX: &str = "POSTERN_";
+
+impl Settings {
+    /// Loads `file` (if given) and applies `POSTERN_*` variables from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads settings from an optional TOML file and the given environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let mut table = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(SettingError {
+                            key: path.display().to_string(),
+                            problem: format!("not valid TOML: {}", e.message()),
+                        });
+                        toml::Table::new()
+                    }
+                },
+                Err(e) => {
+                    errors.push(SettingError {
+                        key: path.display().to_string(),
+                        problem: format!("cannot read the configuration file: {e}"),
+                    });
+                    toml::Table::new()
+                }
+            },
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env);
+        let mut reader = Reader {
+            table: &table,
+            errors,
+            seen: Vec::new(),
+        };
+        let settings = reader.settings();
+        reader.reject_unknown_keys();
+        if reader.errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError {
+                errors: reader.errors,
+            })
+        }
+    }
+
+    /// Settings for tests and examples: everything default except the given overrides.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_from(
+            None,
+            pairs.into_iter().map(|(k, v)| {
+                (
+                    format!("{ENV_PREFIX}{}", k.replace('.', "__").to_uppercase()),
+                    v.to_string(),
+                )
+            }),
+        )
+    }
+
+    pub fn default_alias_domain(&self) -> &str {
+        self.mail
+            .alias_domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost")
+    }
+}
+
+/// `POSTERN_SMTP__LISTEN=…` sets `smtp.listen`; `POSTERN_DATA_DIR` sets `data_dir`.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let lower = rest.to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split("__").collect();
+        insert_path(table, &parts, value);
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[&str], value: String) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert((*last).to_string(), toml::Value::String(value));
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry((*first).to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    table: &'a toml::Table,
+    errors: Vec<SettingError>,
+    seen: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn settings(&mut self) -> Settings {
+        let data_dir = PathBuf::from(self.string("data_dir").unwrap_or_else(|| "./data".into()));
+        let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("postern.db").display());
+        let database = DatabaseSettings {
+            url: self.string("database.url").unwrap_or(default_db),
+        };
+        if !(database.url.starts_with("sqlite:")
+            || database.url.starts_with("postgres://")
+            || database.url.starts_with("postgresql://"))
+        {
+            self.error(
+                "database.url",
+                "must start with sqlite: or postgres:// (e.g. postgres://user:pass@host/postern)",
+            );
+        }
+        let smtp = SmtpSettings {
+            listen: self.socket("smtp.listen", "127.0.0.1:2525"),
+            max_message_size: self.positive("smtp.max_message_size", 25 * 1024 * 1024),
+            max_recipients: self.positive("smtp.max_recipients", 50),
+            max_connections: self.positive("smtp.max_connections", 256),
+            command_timeout: self.seconds("smtp.command_timeout", 300),
+            data_timeout: self.seconds("smtp.data_timeout", 600),
+            tls_cert: self.string("smtp.tls_cert").map(PathBuf::from),
+            tls_key: self.string("smtp.tls_key").map(PathBuf::from),
+        };
+        if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
+            self.error("smtp.tls_cert", "smtp.tls_cert and smtp.tls_key go together");
+        }
+        let http = HttpSettings {
+            listen: self.socket("http.listen", "127.0.0.1:8080"),
+        };
+        let alias_domains = self.list("mail.alias_domains");
+        let alias_domains: Vec<String> = alias_domains
+            .into_iter()
+            .filter_map(|d| {
+                let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+                if is_domain(&d) {
+                    Some(d)
+                } else {
+                    self.error("mail.alias_domains", &format!("`{d}` is not a domain name"));
+                    None
+                }
+            })
+            .collect();
+        let alias_domains = if alias_domains.is_empty() {
+            vec!["localhost".to_string()]
+        } else {
+            alias_domains
+        };
+        let reply_domain = self
+            .string("mail.reply_domain")
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .unwrap_or_else(|| alias_domains[0].clone());
+        if !is_domain(&reply_domain) {
+            self.error("mail.reply_domain", "is not a domain name");
+        }
+        let hostname = self
+            .string("mail.hostname")
+            .unwrap_or_else(|| reply_domain.clone());
+        if !is_domain(&hostname) {
+            self.error("mail.hostname", "is not a host name");
+        }
+        let relay = match self.string("outbound.relay") {
+            Some(s) if !s.is_empty() => match parse_relay(&s) {
+                Ok(r) => Some(r),
+                Err(problem) => {
+                    self.error("outbound.relay", &problem);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let outbound = OutboundSettings {
+            relay,
+            connect_timeout: self.seconds("outbound.connect_timeout", 30),
+        };
+        let queue = QueueSettings {
+            retry_initial: self.seconds("queue.retry_initial", 60),
+            max_retry_interval: self.seconds("queue.max_retry_interval", 4 * 3600),
+            lifetime: Duration::from_secs(self.positive("queue.lifetime_days", 5) as u64 * 86_400),
+            poll_interval: self.seconds("queue.poll_interval", 15),
+        };
+        Settings {
+            data_dir,
+            database,
+            smtp,
+            http,
+            mail: MailSettings {
+                alias_domains,
+                reply_domain,
+                hostname,
+            },
+            outbound,
+            queue,
+        }
+    }
+
+    fn lookup(&mut self, key: &str) -> Option<&toml::Value> {
+        self.seen.push(key.to_string());
+        let mut node = self.table;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let value = node.get(part)?;
+            if parts.peek().is_none() {
+                return Some(value);
+            }
+            node = value.as_table()?;
+        }
+        None
+    }
+
+    fn error(&mut self, key: &str, problem: &str) {
+        self.errors.push(SettingError {
+            key: key.to_string(),
+            problem: problem.to_string(),
+        });
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.lookup(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            other => {
+                let kind = other.type_str();
+                self.error(key, &format!("expected a string, found a {kind}"));
+                None
+            }
+        }
+    }
+
+    fn list(&mut self, key: &str) -> Vec<String> {
+        match self.lookup(key).cloned() {
+            None => Vec::new(),
+            Some(toml::Value::String(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Some(toml::Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => out.push(s),
+                        other => {
+                            let kind = other.type_str();
+                            self.error(key, &format!("expected a list of strings, found a {kind}"));
+                        }
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.error(
+                    key,
+                    &format!("expected a list of strings, found a {}", other.type_str()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn integer(&mut self, key: &str) -> Option<i64> {
+        match self.lookup(key)?.clone() {
+            toml::Value::Integer(i) => Some(i),
+            toml::Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(i) => Some(i),
+                Err(_) => {
+                    self.error(key, &format!("expected a whole number, found `{s}`"));
+                    None
+                }
+            },
+            other => {
+                self.error(
+                    key,
+                    &format!("expected a whole number, found a {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, default: usize) -> usize {
+        match self.integer(key) {
+            None => default,
+            Some(i) if i > 0 => usize::try_from(i).unwrap_or(default),
+            Some(i) => {
+                self.error(key, &format!("must be greater than zero, found {i}"));
+                default
+            }
+        }
+    }
+
+    fn seconds(&mut self, key: &str, default: u64) -> Duration {
+        Duration::from_secs(self.positive(key, default as usize) as u64)
+    }
+
+    fn socket(&mut self, key: &str, default: &str) -> SocketAddr {
+        let fallback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let text = self.string(key).unwrap_or_else(|| default.to_string());
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.error(
+                    key,
+                    &format!("`{text}` is not an address:port such as 127.0.0.1:2525 or [::]:25"),
+                );
+                fallback
+            }
+        }
+    }
+
+    /// A typo in a key name should fail loudly rather than be ignored.
+    fn reject_unknown_keys(&mut self) {
+        let mut known = BTreeMap::new();
+        for key in &self.seen {
+            known.insert(key.clone(), ());
+        }
+        let mut unknown = Vec::new();
+        collect_keys(self.table, "", &mut |key| {
+            if !known.contains_key(key) {
+                unknown.push(key.to_string());
+            }
+        });
+        for key in unknown {
+            self.error(&key, "unknown setting");
+        }
+    }
+}
+
+fn collect_keys(table: &toml::Table, prefix: &str, f: &mut impl FnMut(&str)) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => collect_keys(t, &key, f),
+            _ => f(&key),
+        }
+    }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and hyphens (`localhost` allowed).
+pub fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+fn parse_relay(s: &str) -> Result<RelayUrl, String> {
+    let rest = s
+        .strip_prefix("smtp://")
+        .ok_or_else(|| format!("`{}` must look like smtp://host:port", redact_url(s)))?;
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest.trim_end_matches('/'), None),
+    };
+    let authority = authority.trim_end_matches('/');
+    let (credentials, hostport) = match authority.rsplit_once('@') {
+        Some((creds, hp)) => {
+            let (user, pass) = creds
+                .split_once(':')
+                .ok_or("credentials must be user:password")?;
+            (Some((user.to_string(), pass.to_string())), hp)
+        }
+        None => (None, authority),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, p) = v6.split_once(']').ok_or("unclosed [ in host")?;
+        (h.to_string(), p.strip_prefix(':').unwrap_or("25"))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (hostport.to_string(), "25"),
+        }
+    };
+    if host.is_empty() {
+        return Err("the relay host is missing".into());
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{port}` is not a port number"))?;
+    let mut tls = RelayTls::Opportunistic;
+    if let Some(query) = query {
+        for pair in query.split('&') {
+            match pair {
+                "tls=starttls" | "tls=opportunistic" => tls = RelayTls::Opportunistic,
+                "tls=required" => tls = RelayTls::Required,
+                "tls=none" => tls = RelayTls::None,
+                other => return Err(format!("unknown relay option `{other}` (use tls=starttls|required|none)")),
+            }
+        }
+    }
+    Ok(RelayUrl {
+        host,
+        port,
+        tls,
+        credentials,
+    })
+}
+
+/// Hides a password in `scheme://user:password@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults are valid");
+        assert_eq!(s.smtp.listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database.url.starts_with("sqlite://./data/postern.db"));
+        assert!(s.outbound.relay.is_none());
+    }
+
+    #[test]
+    fn env_overrides_file_and_lists_are_comma_separated() {
+        let dir = std::env::temp_dir().join(format!("postern-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("postern.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/postern\"\n[mail]\nalias_domains = [\"a.test\"]\n[smtp]\nmax_recipients = 7\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(
+            Some(&file),
+            env(&[
+                ("POSTERN_MAIL__ALIAS_DOMAINS", "x.test, y.test"),
+                ("POSTERN_SMTP__MAX_RECIPIENTS", "9"),
+                ("POSTERN_OUTBOUND__RELAY", "smtp://u:secret@127.0.0.1:2626?tls=none"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.mail.alias_domains, vec!["x.test", "y.test"]);
+        assert_eq!(s.mail.reply_domain, "x.test");
+        assert_eq!(s.smtp.max_recipients, 9);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/postern"));
+        let relay = s.outbound.relay.expect("relay");
+        assert_eq!((relay.host.as_str(), relay.port), ("127.0.0.1", 2626));
+        assert_eq!(relay.tls, RelayTls::None);
+        assert!(!format!("{relay:?}").contains("secret"));
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_its_key() {
+        let err = Settings::load_from(
+            None,
+            env(&[
+                ("POSTERN_SMTP__LISTEN", "not an address"),
+                ("POSTERN_SMTP__MAX_MESSAGE_SIZE", "-3"),
+                ("POSTERN_HTTP__LISTEN", "localhost"),
+                ("POSTERN_MAIL__ALIAS_DOMAINS", "ok.test,bad domain"),
+                ("POSTERN_OUTBOUND__RELAY", "http://x"),
+                ("POSTERN_DATABASE__URL", "mysql://x"),
+                ("POSTERN_SMTP__LISTNE", "typo"),
+            ]),
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.errors.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "smtp.listen",
+            "smtp.max_message_size",
+            "http.listen",
+            "mail.alias_domains",
+            "outbound.relay",
+            "database.url",
+            "smtp.listne",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        let text = err.to_string();
+        assert!(text.contains("smtp.listen: `not an address` is not an address:port"));
+    }
+
+    #[test]
+    fn relay_urls() {
+        let r = parse_relay("smtp://mail.example.net").expect("ok");
+        assert_eq!((r.port, r.tls), (25, RelayTls::Opportunistic));
+        let r = parse_relay("smtp://[::1]:2525?tls=required").expect("ok");
+        assert_eq!((r.host.as_str(), r.port, r.tls), ("::1", 2525, RelayTls::Required));
+        assert!(parse_relay("smtp://:25").is_err());
+        assert!(parse_relay("smtp://h:99999").is_err());
+        assert!(parse_relay("smtp://h:25?tls=maybe").is_err());
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    }
+}

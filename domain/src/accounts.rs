@@ -1,0 +1,452 @@
+//! Users, API keys, mailboxes, aliases and contacts (reverse aliases).
+//!
+//! Every function takes `&impl ConnectionTrait` so a caller can run it inside a transaction.
+
+use data_encoding::{BASE32_NOPAD, HEXLOWER};
+use postern_config::Settings;
+use postern_entity::{
+    alias, alias_mailbox, api_key, contact, deleted_alias, mailbox, user,
+};
+use rand::{Rng, RngCore};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
+};
+use sha2::{Digest, Sha256};
+
+use crate::address::EmailAddress;
+use crate::verp::Verp;
+use crate::words::WORDS;
+use crate::{DomainError, Result};
+
+/// A new user with its default mailbox and first API key (shown once, stored hashed).
+pub struct NewUser {
+    pub user: user::Model,
+    pub mailbox: mailbox::Model,
+    pub api_key: String,
+}
+
+pub async fn create_user(db: &impl ConnectionTrait, email: &EmailAddress) -> Result<NewUser> {
+    if find_user(db, email.as_str()).await?.is_some() {
+        return Err(DomainError::Conflict(format!(
+            "a user with the email {email} already exists"
+        )));
+    }
+    if find_mailbox(db, email.as_str()).await?.is_some() {
+        return Err(DomainError::Conflict(format!(
+            "{email} is already a mailbox of another user"
+        )));
+    }
+    let now = chrono::Utc::now();
+    let user = user::ActiveModel {
+        email: Set(email.to_string()),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    let mailbox = insert_mailbox(db, user.id, email, true).await?;
+    let mut active: user::ActiveModel = user.into();
+    active.default_mailbox_id = Set(Some(mailbox.id));
+    let user = active.update(db).await?;
+    let api_key = create_api_key(db, user.id, "default").await?;
+    Ok(NewUser {
+        user,
+        mailbox,
+        api_key,
+    })
+}
+
+pub async fn find_user(db: &impl ConnectionTrait, email: &str) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+pub async fn require_user(db: &impl ConnectionTrait, email: &str) -> Result<user::Model> {
+    find_user(db, email)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("user {email}")))
+}
+
+/// Creates an API key and returns it; only its SHA-256 is stored.
+pub async fn create_api_key(db: &impl ConnectionTrait, user_id: i64, name: &str) -> Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = BASE32_NOPAD.encode(&bytes).to_ascii_lowercase();
+    api_key::ActiveModel {
+        user_id: Set(user_id),
+        name: Set(name.to_string()),
+        key_hash: Set(hash_api_key(&key)),
+        use_count: Set(0),
+        last_used: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(key)
+}
+
+/// API keys have 256 bits of entropy, so a fast hash is enough and lookups stay indexed.
+pub fn hash_api_key(key: &str) -> String {
+    HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
+}
+
+pub async fn find_mailbox(db: &impl ConnectionTrait, email: &str) -> Result<Option<mailbox::Model>> {
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::Email.eq(email.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+async fn insert_mailbox(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    email: &EmailAddress,
+    verified: bool,
+) -> Result<mailbox::Model> {
+    Ok(mailbox::ActiveModel {
+        user_id: Set(user_id),
+        email: Set(email.to_string()),
+        verified: Set(verified),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// Adds a mailbox to a user. An admin adding it vouches for it, so it starts verified.
+pub async fn add_mailbox(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    user: &user::Model,
+    email: &EmailAddress,
+) -> Result<mailbox::Model> {
+    if is_our_domain(settings, email.domain()) {
+        return Err(DomainError::Invalid(format!(
+            "{email} is on one of this server's own domains; a mailbox must be a real address elsewhere"
+        )));
+    }
+    if find_mailbox(db, email.as_str()).await?.is_some() {
+        return Err(DomainError::Conflict(format!("the mailbox {email} already exists")));
+    }
+    insert_mailbox(db, user.id, email, true).await
+}
+
+pub async fn user_mailboxes(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<mailbox::Model>> {
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::UserId.eq(user_id))
+        .order_by_asc(mailbox::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub fn is_our_domain(settings: &Settings, domain: &str) -> bool {
+    settings.mail.reply_domain == domain || settings.mail.alias_domains.iter().any(|d| d == domain)
+}
+
+/// Creates an alias for `user`: the given address, or a random `word_word123` on the first
+/// alias domain. `mailboxes` (addresses of the user's own verified mailboxes) default to the
+/// user's default mailbox.
+pub async fn create_alias(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    user: &user::Model,
+    address: Option<&EmailAddress>,
+    mailboxes: &[EmailAddress],
+) -> Result<alias::Model> {
+    let targets = pick_mailboxes(db, user, mailboxes).await?;
+    if let Some(quota) = user.alias_quota {
+        let count = alias::Entity::find()
+            .filter(alias::Column::UserId.eq(user.id))
+            .count(db)
+            .await?;
+        if count >= u64::try_from(quota).unwrap_or(0) {
+            return Err(DomainError::Invalid(format!(
+                "the alias quota of {quota} is reached"
+            )));
+        }
+    }
+    let email = match address {
+        Some(address) => {
+            check_new_alias_address(db, settings, address).await?;
+            address.to_string()
+        }
+        None => random_alias(db, settings).await?,
+    };
+    let alias = alias::ActiveModel {
+        user_id: Set(user.id),
+        email: Set(email),
+        enabled: Set(true),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    for mb in targets {
+        alias_mailbox::ActiveModel {
+            alias_id: Set(alias.id),
+            mailbox_id: Set(mb.id),
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(alias)
+}
+
+async fn pick_mailboxes(
+    db: &impl ConnectionTrait,
+    user: &user::Model,
+    wanted: &[EmailAddress],
+) -> Result<Vec<mailbox::Model>> {
+    let owned = user_mailboxes(db, user.id).await?;
+    if wanted.is_empty() {
+        let default = owned
+            .iter()
+            .find(|m| Some(m.id) == user.default_mailbox_id)
+            .or_else(|| owned.first())
+            .cloned()
+            .ok_or_else(|| DomainError::Invalid(format!("{} has no mailbox", user.email)))?;
+        return Ok(vec![default]);
+    }
+    let mut picked = Vec::new();
+    for w in wanted {
+        let mb = owned
+            .iter()
+            .find(|m| m.email == w.as_str())
+            .ok_or_else(|| {
+                DomainError::Invalid(format!("{w} is not a mailbox of {}", user.email))
+            })?;
+        if !mb.verified {
+            return Err(DomainError::Invalid(format!("the mailbox {w} is not verified")));
+        }
+        if !picked.iter().any(|p: &mailbox::Model| p.id == mb.id) {
+            picked.push(mb.clone());
+        }
+    }
+    Ok(picked)
+}
+
+async fn check_new_alias_address(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    address: &EmailAddress,
+) -> Result<()> {
+    if !settings
+        .mail
+        .alias_domains
+        .iter()
+        .any(|d| d == address.domain())
+    {
+        return Err(DomainError::Invalid(format!(
+            "{address} is not on an alias domain (alias domains: {})",
+            settings.mail.alias_domains.join(", ")
+        )));
+    }
+    if Verp::looks_like(address.local()) {
+        return Err(DomainError::Invalid(format!(
+            "{address} is reserved for bounce handling"
+        )));
+    }
+    if !address_is_free(db, address.as_str()).await? {
+        return Err(DomainError::Conflict(format!("the address {address} is already taken")));
+    }
+    Ok(())
+}
+
+/// Not an alias, a reverse alias, a mailbox, nor a deleted alias.
+async fn address_is_free(db: &impl ConnectionTrait, email: &str) -> Result<bool> {
+    Ok(alias::Entity::find()
+        .filter(alias::Column::Email.eq(email))
+        .count(db)
+        .await?
+        == 0
+        && contact::Entity::find()
+            .filter(contact::Column::ReplyEmail.eq(email))
+            .count(db)
+            .await?
+            == 0
+        && deleted_alias::Entity::find()
+            .filter(deleted_alias::Column::Email.eq(email))
+            .count(db)
+            .await?
+            == 0
+        && find_mailbox(db, email).await?.is_none())
+}
+
+async fn random_alias(db: &impl ConnectionTrait, settings: &Settings) -> Result<String> {
+    let domain = settings.default_alias_domain();
+    for _ in 0..20 {
+        let local = {
+            let mut rng = rand::rng();
+            let a = WORDS[rng.random_range(0..WORDS.len())];
+            let b = WORDS[rng.random_range(0..WORDS.len())];
+            format!("{a}_{b}{:03}", rng.random_range(0..1000))
+        };
+        let email = format!("{local}@{domain}");
+        if address_is_free(db, &email).await? {
+            return Ok(email);
+        }
+    }
+    Err(DomainError::Conflict(
+        "could not find a free random alias; try again".into(),
+    ))
+}
+
+pub async fn find_alias(db: &impl ConnectionTrait, email: &str) -> Result<Option<alias::Model>> {
+    Ok(alias::Entity::find()
+        .filter(alias::Column::Email.eq(email.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+pub async fn list_aliases(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<alias::Model>> {
+    Ok(alias::Entity::find()
+        .filter(alias::Column::UserId.eq(user_id))
+        .order_by_asc(alias::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub async fn set_alias_enabled(
+    db: &impl ConnectionTrait,
+    email: &str,
+    enabled: bool,
+) -> Result<alias::Model> {
+    let alias = find_alias(db, email)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("alias {email}")))?;
+    let mut active: alias::ActiveModel = alias.into();
+    active.enabled = Set(enabled);
+    Ok(active.update(db).await?)
+}
+
+/// The mailboxes an alias forwards to.
+pub async fn alias_mailboxes(db: &impl ConnectionTrait, alias_id: i64) -> Result<Vec<mailbox::Model>> {
+    let links = alias_mailbox::Entity::find()
+        .filter(alias_mailbox::Column::AliasId.eq(alias_id))
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = links.iter().map(|l| l.mailbox_id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::Id.is_in(ids))
+        .order_by_asc(mailbox::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub async fn find_contact_by_reverse_alias(
+    db: &impl ConnectionTrait,
+    reply_email: &str,
+) -> Result<Option<contact::Model>> {
+    Ok(contact::Entity::find()
+        .filter(contact::Column::ReplyEmail.eq(reply_email.to_lowercase()))
+        .one(db)
+        .await?)
+}
+
+/// The contact for `email` on `alias`, created with a fresh reverse alias on first use.
+pub async fn get_or_create_contact(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    alias: &alias::Model,
+    email: &str,
+    name: Option<&str>,
+) -> Result<contact::Model> {
+    let email = email.to_lowercase();
+    if let Some(existing) = find_contact(db, alias.id, &email).await? {
+        if name.is_some() && existing.name.as_deref() != name {
+            let mut active: contact::ActiveModel = existing.into();
+            active.name = Set(name.map(|n| n.chars().take(256).collect()));
+            return Ok(active.update(db).await?);
+        }
+        return Ok(existing);
+    }
+    let reply_email = reverse_alias_address(&email, &settings.mail.reply_domain);
+    // Another session may create the same contact concurrently: insert-if-absent, then read.
+    contact::Entity::insert(contact::ActiveModel {
+        user_id: Set(alias.user_id),
+        alias_id: Set(alias.id),
+        email: Set(email.clone()),
+        name: Set(name.map(|n| n.chars().take(256).collect())),
+        reply_email: Set(reply_email),
+        blocked: Set(false),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([contact::Column::AliasId, contact::Column::Email])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    find_contact(db, alias.id, &email)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("contact {email}")))
+}
+
+pub async fn find_contact(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+    email: &str,
+) -> Result<Option<contact::Model>> {
+    Ok(contact::Entity::find()
+        .filter(contact::Column::AliasId.eq(alias_id))
+        .filter(contact::Column::Email.eq(email))
+        .one(db)
+        .await?)
+}
+
+/// `bob_at_ext_test.<20 random base32 chars>@reply_domain`: readable in an address book,
+/// unguessable (100 random bits), ASCII only.
+pub fn reverse_alias_address(contact_email: &str, reply_domain: &str) -> String {
+    let hint: String = contact_email
+        .replace('@', "_at_")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(32)
+        .collect();
+    let mut bytes = [0u8; 13];
+    rand::rng().fill_bytes(&mut bytes);
+    let random: String = BASE32_NOPAD
+        .encode(&bytes)
+        .to_ascii_lowercase()
+        .chars()
+        .take(20)
+        .collect();
+    let hint = hint.trim_matches('_');
+    let hint = if hint.is_empty() { "contact" } else { hint };
+    format!("{hint}.{random}@{reply_domain}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_aliases_are_ascii_unguessable_and_distinct() {
+        let a = reverse_alias_address("Bøb.Smith@ext.test", "reply.test");
+        let b = reverse_alias_address("Bøb.Smith@ext.test", "reply.test");
+        assert_ne!(a, b);
+        assert!(a.is_ascii());
+        assert!(a.ends_with("@reply.test"));
+        let random = a.split('@').next().and_then(|l| l.rsplit('.').next()).expect("random");
+        assert_eq!(random.len(), 20);
+        assert!(EmailAddress::parse(&a).is_ok(), "{a}");
+    }
+
+    #[test]
+    fn api_key_hash_is_stable_and_not_the_key() {
+        assert_eq!(hash_api_key("k"), hash_api_key("k"));
+        assert_ne!(hash_api_key("k"), "k");
+        assert_eq!(hash_api_key("k").len(), 64);
+    }
+}

@@ -1,0 +1,80 @@
+//! Connecting to the database and bringing its schema up to date.
+
+use std::time::Duration;
+
+use postern_config::Settings;
+use postern_entity::migration::Migrator;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+
+use crate::Result;
+
+/// Opens the configured database. SQLite runs in WAL mode with `synchronous=FULL`, so a
+/// committed queue entry survives a crash or power loss: that is what our `250` promises.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
+    connect_url(&settings.database.url).await
+}
+
+pub async fn connect_url(url: &str) -> Result<DatabaseConnection> {
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite {
+        if let Some(path) = sqlite_path(url) {
+            if let Some(parent) = std::path::Path::new(&path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        crate::DomainError::Invalid(format!(
+                            "cannot create the database directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+        }
+    }
+    let mut options = ConnectOptions::new(url.to_string());
+    options
+        .max_connections(if sqlite { 8 } else { 20 })
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if sqlite {
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sqlx_sqlite_journal_wal())
+                .synchronous(sqlx_sqlite_sync_full())
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    }
+    let db = Database::connect(options).await?;
+    Ok(db)
+}
+
+fn sqlx_sqlite_journal_wal() -> sea_orm::sqlx::sqlite::SqliteJournalMode {
+    sea_orm::sqlx::sqlite::SqliteJournalMode::Wal
+}
+
+fn sqlx_sqlite_sync_full() -> sea_orm::sqlx::sqlite::SqliteSynchronous {
+    sea_orm::sqlx::sqlite::SqliteSynchronous::Full
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(path.to_string())
+    }
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
+    Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// True when the connection is PostgreSQL (used for `FOR UPDATE SKIP LOCKED`).
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    matches!(db.get_database_backend(), sea_orm::DatabaseBackend::Postgres)
+}

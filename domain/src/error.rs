@@ -1,0 +1,25 @@
+use sea_orm::DbErr;
+
+pub type Result<T, E = DomainError> = std::result::Result<T, E>;
+
+/// What can go wrong in domain logic; callers map it to SMTP replies, HTTP statuses or CLI errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("crypto error: {0}")]
+    Crypto(String),
+}
+
+impl DomainError {
+    /// True when trying again later may succeed (database unavailable, lock contention).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DomainError::Db(_) | DomainError::Crypto(_))
+    }
+}

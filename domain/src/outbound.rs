@@ -1,0 +1,192 @@
+//! The one outbound transport: a smarthost relay or direct delivery to the recipient's MX.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use lettre::address::Envelope;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use postern_config::{RelayTls, Settings};
+
+/// Why a send failed, and whether trying again later can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SendError::Permanent(_))
+    }
+}
+
+/// A message as handed to the next hop, kept by the capturing transport of unit tests.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub mail_from: String,
+    pub rcpt: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub enum Outbound {
+    Relay(AsyncSmtpTransport<Tokio1Executor>),
+    Direct {
+        resolver: Arc<TokioResolver>,
+        hostname: String,
+        timeout: Duration,
+    },
+    /// Unit tests only: keeps what would have been sent.
+    Capture(Arc<Mutex<Vec<Sent>>>),
+}
+
+impl Outbound {
+    pub fn from_settings(settings: &Settings) -> Result<Self, SendError> {
+        let hostname = settings.mail.hostname.clone();
+        let timeout = settings.outbound.connect_timeout;
+        match &settings.outbound.relay {
+            Some(relay) => {
+                let tls = match relay.tls {
+                    RelayTls::None => Tls::None,
+                    RelayTls::Opportunistic => Tls::Opportunistic(tls_params(&relay.host)?),
+                    RelayTls::Required => Tls::Required(tls_params(&relay.host)?),
+                };
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&relay.host)
+                    .port(relay.port)
+                    .hello_name(ClientId::Domain(hostname))
+                    .timeout(Some(timeout))
+                    .tls(tls);
+                if let Some((user, pass)) = &relay.credentials {
+                    builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+                }
+                Ok(Outbound::Relay(builder.build()))
+            }
+            None => {
+                let resolver = TokioResolver::builder_tokio()
+                    .map_err(|e| SendError::Temporary(format!("DNS resolver: {e}")))?
+                    .build()
+                    .map_err(|e| SendError::Temporary(format!("DNS resolver: {e}")))?;
+                Ok(Outbound::Direct {
+                    resolver: Arc::new(resolver),
+                    hostname,
+                    timeout,
+                })
+            }
+        }
+    }
+
+    pub fn capture() -> (Self, Arc<Mutex<Vec<Sent>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        (Outbound::Capture(sent.clone()), sent)
+    }
+
+    /// Sends `body` as is, with our own envelope.
+    pub async fn send(&self, mail_from: &str, rcpt: &str, body: &[u8]) -> Result<(), SendError> {
+        let envelope = envelope(mail_from, rcpt)?;
+        match self {
+            Outbound::Relay(transport) => transport
+                .send_raw(&envelope, body)
+                .await
+                .map(|_| ())
+                .map_err(classify),
+            Outbound::Direct {
+                resolver,
+                hostname,
+                timeout,
+            } => send_direct(resolver, hostname, *timeout, &envelope, rcpt, body).await,
+            Outbound::Capture(sent) => {
+                let mut sent = sent
+                    .lock()
+                    .map_err(|_| SendError::Temporary("capture poisoned".into()))?;
+                sent.push(Sent {
+                    mail_from: mail_from.to_string(),
+                    rcpt: rcpt.to_string(),
+                    body: body.to_vec(),
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+fn tls_params(host: &str) -> Result<TlsParameters, SendError> {
+    TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent(format!("TLS setup: {e}")))
+}
+
+fn envelope(mail_from: &str, rcpt: &str) -> Result<Envelope, SendError> {
+    let from = mail_from
+        .parse::<Address>()
+        .map_err(|e| SendError::Permanent(format!("invalid sender {mail_from}: {e}")))?;
+    let to = rcpt
+        .parse::<Address>()
+        .map_err(|e| SendError::Permanent(format!("invalid recipient {rcpt}: {e}")))?;
+    Envelope::new(Some(from), vec![to]).map_err(|e| SendError::Permanent(e.to_string()))
+}
+
+/// 5xx answers are permanent; everything else (4xx, network, TLS, timeouts) is retried.
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else {
+        SendError::Temporary(e.to_string())
+    }
+}
+
+async fn send_direct(
+    resolver: &TokioResolver,
+    hostname: &str,
+    timeout: Duration,
+    envelope: &Envelope,
+    rcpt: &str,
+    body: &[u8],
+) -> Result<(), SendError> {
+    let domain = rcpt.rsplit('@').next().unwrap_or_default();
+    let mut hosts: Vec<(u16, String)> = match resolver.mx_lookup(domain).await {
+        Ok(mx) => mx
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_resolver::proto::rr::RData::MX(mx) => Some((
+                    mx.preference,
+                    mx.exchange.to_utf8().trim_end_matches('.').to_string(),
+                )),
+                _ => None,
+            })
+            .collect(),
+        Err(e) if e.is_no_records_found() => Vec::new(),
+        Err(e) => return Err(SendError::Temporary(format!("MX lookup for {domain}: {e}"))),
+    };
+    hosts.sort();
+    if hosts.is_empty() {
+        // RFC 5321 5.1: no MX means the domain itself is the mail host.
+        hosts.push((0, domain.to_string()));
+    }
+    if hosts.len() == 1 && (hosts[0].1.is_empty() || hosts[0].1 == ".") {
+        return Err(SendError::Permanent(format!("{domain} accepts no mail (null MX)")));
+    }
+    let mut last = SendError::Temporary(format!("no mail host for {domain}"));
+    for (_, host) in hosts {
+        let params = TlsParameters::builder(host.clone())
+            .dangerous_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| SendError::Temporary(format!("TLS setup: {e}")))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+            .port(25)
+            .hello_name(ClientId::Domain(hostname.to_string()))
+            .timeout(Some(timeout))
+            .tls(Tls::Opportunistic(params))
+            .build();
+        match transport.send_raw(envelope, body).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_permanent() => return Err(classify(e)),
+            Err(e) => last = classify(e),
+        }
+    }
+    Err(last)
+}

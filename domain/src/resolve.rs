@@ -1,0 +1,60 @@
+//! Who a recipient is, decided once at RCPT time and again after DATA.
+
+use postern_config::Settings;
+use postern_entity::{alias, contact};
+use sea_orm::ConnectionTrait;
+
+use crate::accounts;
+use crate::address::EmailAddress;
+use crate::secrets::HmacKey;
+use crate::verp::Verp;
+use crate::Result;
+
+/// What an envelope recipient resolves to.
+#[derive(Debug, Clone)]
+pub enum Recipient {
+    /// An alias: forward to its mailboxes (or record a block when disabled).
+    Alias(alias::Model),
+    /// A reverse alias: the owner replying to a contact.
+    ReverseAlias { contact: contact::Model, alias: alias::Model },
+    /// A signed VERP address: a bounce for one of our deliveries.
+    Bounce(Verp),
+    /// An address on our domains that does not exist.
+    Unknown,
+    /// Not our domain, or an address with routing tricks: we are not a relay.
+    Foreign,
+}
+
+pub async fn resolve_rcpt(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    verp_key: &HmacKey,
+    rcpt: &str,
+) -> Result<Recipient> {
+    let Ok(address) = EmailAddress::parse(rcpt) else {
+        return Ok(Recipient::Foreign);
+    };
+    if !accounts::is_our_domain(settings, address.domain()) {
+        return Ok(Recipient::Foreign);
+    }
+    if address.domain() == settings.mail.reply_domain && Verp::looks_like(address.local()) {
+        return Ok(match Verp::verify(verp_key, address.local()) {
+            Some(verp) => Recipient::Bounce(verp),
+            None => Recipient::Unknown,
+        });
+    }
+    if let Some(alias) = accounts::find_alias(db, address.as_str()).await? {
+        return Ok(Recipient::Alias(alias));
+    }
+    if let Some(contact) = accounts::find_contact_by_reverse_alias(db, address.as_str()).await? {
+        if let Some(alias) = alias_by_id(db, contact.alias_id).await? {
+            return Ok(Recipient::ReverseAlias { contact, alias });
+        }
+    }
+    Ok(Recipient::Unknown)
+}
+
+async fn alias_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<alias::Model>> {
+    use sea_orm::EntityTrait;
+    Ok(alias::Entity::find_by_id(id).one(db).await?)
+}

@@ -1,0 +1,13 @@
+pub mod activity;
+pub mod alias;
+pub mod alias_mailbox;
+pub mod api_key;
+pub mod contact;
+pub mod deleted_alias;
+pub mod delivery;
+pub mod dkim_key;
+pub mod mailbox;
+pub mod message_id;
+pub mod outbound_message;
+pub mod secret;
+pub mod user;

@@ -1,0 +1,262 @@
+//! Schema migrations, one module per step, for SQLite and PostgreSQL alike.
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_init::Migration)]
+    }
+}
+
+mod m20261122_000001_init {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261122_000001_init"
+        }
+    }
+
+    fn created(t: &mut TableCreateStatement) -> &mut TableCreateStatement {
+        t.col(timestamp_with_time_zone("created_at"))
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("users")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(string_uniq("email"))
+                        .col(string_null("name"))
+                        .col(string_null("password_hash"))
+                        .col(big_integer_null("default_mailbox_id"))
+                        .col(integer_null("alias_quota")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("api_keys")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("user_id"))
+                        .col(string("name"))
+                        .col(string_uniq("key_hash"))
+                        .col(big_integer("use_count").default(0))
+                        .col(timestamp_with_time_zone_null("last_used")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("mailboxes")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("user_id"))
+                        .col(string_uniq("email"))
+                        .col(boolean("verified")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("aliases")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("user_id"))
+                        .col(string_uniq("email"))
+                        .col(boolean("enabled"))
+                        .col(string_null("name"))
+                        .col(text_null("note")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("alias_mailboxes")
+                    .if_not_exists()
+                    .col(big_integer("alias_id"))
+                    .col(big_integer("mailbox_id"))
+                    .primary_key(Index::create().col("alias_id").col("mailbox_id"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("deleted_aliases")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(string_uniq("email")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("contacts")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("user_id"))
+                        .col(big_integer("alias_id"))
+                        .col(string("email"))
+                        .col(string_null("name"))
+                        .col(string_uniq("reply_email"))
+                        .col(boolean("blocked")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("outbound_messages")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(blob("body")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("deliveries")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("message_id"))
+                        .col(big_integer_null("user_id"))
+                        .col(big_integer_null("alias_id"))
+                        .col(big_integer_null("contact_id"))
+                        .col(string("kind"))
+                        .col(string("rcpt"))
+                        .col(string("status"))
+                        .col(integer("attempts"))
+                        .col(big_integer("next_attempt_at"))
+                        .col(big_integer("expires_at"))
+                        .col(text_null("last_error"))
+                        .col(timestamp_with_time_zone("updated_at")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("activities")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("user_id"))
+                        .col(big_integer("alias_id"))
+                        .col(big_integer_null("contact_id"))
+                        .col(string("kind"))
+                        .col(text_null("detail")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("message_ids")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(big_integer("alias_id"))
+                        .col(string_uniq("our_id"))
+                        .col(string("original_id")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                created(
+                    Table::create()
+                        .table("dkim_keys")
+                        .if_not_exists()
+                        .col(big_pk_auto("id"))
+                        .col(string("domain"))
+                        .col(string("selector"))
+                        .col(string("algorithm"))
+                        .col(blob("private_key"))
+                        .col(text("public_key")),
+                )
+                .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("secrets")
+                    .if_not_exists()
+                    .col(string("name").primary_key())
+                    .col(blob("value"))
+                    .to_owned(),
+            )
+            .await?;
+
+            let indexes = [
+                ("idx_api_keys_user", "api_keys", &["user_id"][..], false),
+                ("idx_mailboxes_user", "mailboxes", &["user_id"], false),
+                ("idx_aliases_user", "aliases", &["user_id", "id"], false),
+                ("idx_alias_mailboxes_mailbox", "alias_mailboxes", &["mailbox_id"], false),
+                ("idx_contacts_alias_email", "contacts", &["alias_id", "email"], true),
+                ("idx_deliveries_due", "deliveries", &["status", "next_attempt_at"], false),
+                ("idx_deliveries_message", "deliveries", &["message_id"], false),
+                ("idx_activities_alias", "activities", &["alias_id", "id"], false),
+                ("idx_message_ids_original", "message_ids", &["original_id"], false),
+                ("idx_dkim_keys_domain", "dkim_keys", &["domain", "selector"], true),
+            ];
+            for (name, table, cols, unique) in indexes {
+                let mut index = Index::create();
+                index.name(name).table(table).if_not_exists();
+                for col in cols {
+                    index.col(*col);
+                }
+                if unique {
+                    index.unique();
+                }
+                m.create_index(index.to_owned()).await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for table in [
+                "secrets",
+                "dkim_keys",
+                "message_ids",
+                "activities",
+                "deliveries",
+                "outbound_messages",
+                "contacts",
+                "deleted_aliases",
+                "alias_mailboxes",
+                "aliases",
+                "mailboxes",
+                "api_keys",
+                "users",
+            ] {
+                m.drop_table(Table::drop().table(table).if_exists().to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}

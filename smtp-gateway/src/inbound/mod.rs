@@ -1,0 +1,7 @@
+//! One file per SMTP verb, each an `impl Session` block.
+
+mod data;
+mod ehlo;
+mod mail;
+mod rcpt;
+mod starttls;

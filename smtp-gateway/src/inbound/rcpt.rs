@@ -1,0 +1,44 @@
+use std::borrow::Cow;
+
+use smtp_proto::RcptTo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::backend::{Backend, RcptVerdict};
+use crate::reply::Reply;
+use crate::session::{Outcome, Phase, Session};
+
+impl<S, B> Session<S, B>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    pub(crate) async fn handle_rcpt(&mut self, to: RcptTo<Cow<'_, str>>) -> Outcome {
+        let address = to.address;
+        if address.is_empty() {
+            return self.protocol_error(Reply::bad_recipient_syntax());
+        }
+        let Phase::Transaction(transaction) = &mut self.state.phase else {
+            return self.protocol_error(Reply::need_mail());
+        };
+        // A repeated recipient gets one copy, so the backend never sees it twice.
+        if transaction
+            .rcpt_to
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(&address))
+        {
+            return self.respond(Reply::recipient_ok());
+        }
+        if transaction.rcpt_to.len() >= self.config.max_recipients {
+            return self.respond(Reply::too_many_recipients());
+        }
+        let verdict = self
+            .backend
+            .check_rcpt(&transaction.mail_from, &address)
+            .await;
+        tracing::debug!(rcpt = %address, ?verdict, "recipient checked");
+        if verdict == RcptVerdict::Accept {
+            transaction.rcpt_to.push(address.into_owned());
+        }
+        self.respond(Reply::from(verdict))
+    }
+}

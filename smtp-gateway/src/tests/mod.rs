@@ -1,0 +1,8 @@
+//! SMTP transcripts driven in memory over `tokio::io::duplex`.
+
+mod commands;
+mod data;
+mod server;
+mod starttls;
+mod support;
+mod tls_files;

@@ -2,13 +2,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use postern_config::Settings;
-use postern_domain::{accounts, dkim, EmailAddress};
+use postern_domain::{EmailAddress, accounts, dkim};
 
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about = "Self-hosted email alias forwarding")]
+#[command(
+    name = "postern",
+    version,
+    about = "Self-hosted email alias forwarding"
+)]
 pub struct Cli {
     /// TOML configuration file (settings can also come from POSTERN_<SECTION>__<KEY>).
     #[arg(long, global = true, env = "POSTERN_CONFIG")]
@@ -101,7 +105,8 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
             mailbox_email,
         }) => {
             let user = accounts::require_user(&db, user_email).await?;
-            let mailbox = accounts::add_mailbox(&db, settings, &user, &parse(mailbox_email)?).await?;
+            let mailbox =
+                accounts::add_mailbox(&db, settings, &user, &parse(mailbox_email)?).await?;
             format!("added mailbox {} to {}\n", mailbox.email, user.email)
         }
         Command::Alias(AliasCommand::Add {

@@ -70,19 +70,28 @@ pub async fn open_database(
             settings.data_dir.display()
         )
     })?;
-    let db = postern_domain::db::connect(settings)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}",
-                postern_config::redact_url(&settings.database.url)
-            )
-        })?;
+    let open = || async {
+        postern_domain::db::connect(settings)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    postern_config::redact_url(&settings.database.url)
+                )
+            })
+    };
     if migrate {
+        // Migrate on a pool of its own and close it: SQLite connections that loaded the schema
+        // before a migration can keep a stale copy of it.
+        let db = open().await?;
         postern_domain::db::migrate(&db)
             .await
             .context("database migration failed")?;
+        db.close()
+            .await
+            .context("closing the migration connection")?;
     }
+    let db = open().await?;
     Ok(db)
 }
 
@@ -117,7 +126,9 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
             .await
             .with_context(|| format!("cannot listen for SMTP on {}", settings.smtp.listen))?;
         smtp_addr = Some(listener.local_addr()?);
-        let config = Arc::new(postern_smtp_gateway::GatewayConfig::from_settings(&settings));
+        let config = Arc::new(postern_smtp_gateway::GatewayConfig::from_settings(
+            &settings,
+        ));
         let backend = Arc::new(postern_smtp_gateway::DomainBackend::new(flow.clone()));
         let shutdown = stopped(&stop);
         tasks.push(tokio::spawn(async move {

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use postern::cli::{Cli, Command};
 use postern::Roles;
+use postern::cli::{Cli, Command};
 use postern_config::Settings;
 
 #[tokio::main]
@@ -25,9 +25,42 @@ async fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Serve => run(settings, Roles::ALL, true).await,
-        Command::Smtp => run(settings, Roles { smtp: true, api: false, worker: false }, false).await,
-        Command::Api => run(settings, Roles { smtp: false, api: true, worker: false }, false).await,
-        Command::Worker => run(settings, Roles { smtp: false, api: false, worker: true }, false).await,
+        Command::Smtp => {
+            run(
+                settings,
+                Roles {
+                    smtp: true,
+                    api: false,
+                    worker: false,
+                },
+                false,
+            )
+            .await
+        }
+        Command::Api => {
+            run(
+                settings,
+                Roles {
+                    smtp: false,
+                    api: true,
+                    worker: false,
+                },
+                false,
+            )
+            .await
+        }
+        Command::Worker => {
+            run(
+                settings,
+                Roles {
+                    smtp: false,
+                    api: false,
+                    worker: true,
+                },
+                false,
+            )
+            .await
+        }
         Command::Migrate => postern::open_database(&settings, true)
             .await
             .map(|_| println!("database is up to date")),
@@ -56,13 +89,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -96,7 +96,10 @@ impl fmt::Debug for RelayUrl {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
-            .field("credentials", &self.credentials.as_ref().map(|(u, _)| (u, "***")))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
+            )
             .finish()
     }
 }
@@ -126,7 +129,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.errors.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.errors.len()
+        )?;
         for e in &self.errors {
             writeln!(f, "  {}: {}", e.key, e.problem)?;
         }
@@ -249,7 +256,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn settings(&mut self) -> Settings {
         let data_dir = PathBuf::from(self.string("data_dir").unwrap_or_else(|| "./data".into()));
-        let default_db = format!("sqlite://{}?mode=rwc", data_dir.join("postern.db").display());
+        let default_db = format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("postern.db").display()
+        );
         let database = DatabaseSettings {
             url: self.string("database.url").unwrap_or(default_db),
         };
@@ -273,7 +283,10 @@ impl Reader<'_> {
             tls_key: self.string("smtp.tls_key").map(PathBuf::from),
         };
         if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
-            self.error("smtp.tls_cert", "smtp.tls_cert and smtp.tls_key go together");
+            self.error(
+                "smtp.tls_cert",
+                "smtp.tls_cert and smtp.tls_key go together",
+            );
         }
         let http = HttpSettings {
             listen: self.socket("http.listen", "127.0.0.1:8080"),
@@ -545,7 +558,11 @@ fn parse_relay(s: &str) -> Result<RelayUrl, String> {
                 "tls=starttls" | "tls=opportunistic" => tls = RelayTls::Opportunistic,
                 "tls=required" => tls = RelayTls::Required,
                 "tls=none" => tls = RelayTls::None,
-                other => return Err(format!("unknown relay option `{other}` (use tls=starttls|required|none)")),
+                other => {
+                    return Err(format!(
+                        "unknown relay option `{other}` (use tls=starttls|required|none)"
+                    ));
+                }
             }
         }
     }
@@ -607,7 +624,10 @@ mod tests {
             env(&[
                 ("POSTERN_MAIL__ALIAS_DOMAINS", "x.test, y.test"),
                 ("POSTERN_SMTP__MAX_RECIPIENTS", "9"),
-                ("POSTERN_OUTBOUND__RELAY", "smtp://u:secret@127.0.0.1:2626?tls=none"),
+                (
+                    "POSTERN_OUTBOUND__RELAY",
+                    "smtp://u:secret@127.0.0.1:2626?tls=none",
+                ),
                 ("UNRELATED", "1"),
             ]),
         )
@@ -658,7 +678,10 @@ mod tests {
         let r = parse_relay("smtp://mail.example.net").expect("ok");
         assert_eq!((r.port, r.tls), (25, RelayTls::Opportunistic));
         let r = parse_relay("smtp://[::1]:2525?tls=required").expect("ok");
-        assert_eq!((r.host.as_str(), r.port, r.tls), ("::1", 2525, RelayTls::Required));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.tls),
+            ("::1", 2525, RelayTls::Required)
+        );
         assert!(parse_relay("smtp://:25").is_err());
         assert!(parse_relay("smtp://h:99999").is_err());
         assert!(parse_relay("smtp://h:25?tls=maybe").is_err());

@@ -4,9 +4,7 @@
 
 use data_encoding::{BASE32_NOPAD, HEXLOWER};
 use postern_config::Settings;
-use postern_entity::{
-    alias, alias_mailbox, api_key, contact, deleted_alias, mailbox, user,
-};
+use postern_entity::{alias, alias_mailbox, api_key, contact, deleted_alias, mailbox, user};
 use rand::{Rng, RngCore};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -95,7 +93,10 @@ pub fn hash_api_key(key: &str) -> String {
     HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
 }
 
-pub async fn find_mailbox(db: &impl ConnectionTrait, email: &str) -> Result<Option<mailbox::Model>> {
+pub async fn find_mailbox(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<mailbox::Model>> {
     Ok(mailbox::Entity::find()
         .filter(mailbox::Column::Email.eq(email.to_lowercase()))
         .one(db)
@@ -132,12 +133,17 @@ pub async fn add_mailbox(
         )));
     }
     if find_mailbox(db, email.as_str()).await?.is_some() {
-        return Err(DomainError::Conflict(format!("the mailbox {email} already exists")));
+        return Err(DomainError::Conflict(format!(
+            "the mailbox {email} already exists"
+        )));
     }
     insert_mailbox(db, user.id, email, true).await
 }
 
-pub async fn user_mailboxes(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<mailbox::Model>> {
+pub async fn user_mailboxes(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+) -> Result<Vec<mailbox::Model>> {
     Ok(mailbox::Entity::find()
         .filter(mailbox::Column::UserId.eq(user_id))
         .order_by_asc(mailbox::Column::Id)
@@ -222,7 +228,9 @@ async fn pick_mailboxes(
                 DomainError::Invalid(format!("{w} is not a mailbox of {}", user.email))
             })?;
         if !mb.verified {
-            return Err(DomainError::Invalid(format!("the mailbox {w} is not verified")));
+            return Err(DomainError::Invalid(format!(
+                "the mailbox {w} is not verified"
+            )));
         }
         if !picked.iter().any(|p: &mailbox::Model| p.id == mb.id) {
             picked.push(mb.clone());
@@ -253,7 +261,9 @@ async fn check_new_alias_address(
         )));
     }
     if !address_is_free(db, address.as_str()).await? {
-        return Err(DomainError::Conflict(format!("the address {address} is already taken")));
+        return Err(DomainError::Conflict(format!(
+            "the address {address} is already taken"
+        )));
     }
     Ok(())
 }
@@ -326,7 +336,10 @@ pub async fn set_alias_enabled(
 }
 
 /// The mailboxes an alias forwards to.
-pub async fn alias_mailboxes(db: &impl ConnectionTrait, alias_id: i64) -> Result<Vec<mailbox::Model>> {
+pub async fn alias_mailboxes(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+) -> Result<Vec<mailbox::Model>> {
     let links = alias_mailbox::Entity::find()
         .filter(alias_mailbox::Column::AliasId.eq(alias_id))
         .all(db)
@@ -411,7 +424,13 @@ pub fn reverse_alias_address(contact_email: &str, reply_domain: &str) -> String 
     let hint: String = contact_email
         .replace('@', "_at_")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(32)
         .collect();
     let mut bytes = [0u8; 13];
@@ -438,7 +457,11 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.is_ascii());
         assert!(a.ends_with("@reply.test"));
-        let random = a.split('@').next().and_then(|l| l.rsplit('.').next()).expect("random");
+        let random = a
+            .split('@')
+            .next()
+            .and_then(|l| l.rsplit('.').next())
+            .expect("random");
         assert_eq!(random.len(), 20);
         assert!(EmailAddress::parse(&a).is_ok(), "{a}");
     }

@@ -124,7 +124,10 @@ mod tests {
             "a@nodot",
             "a\r\n@alias.test",
         ] {
-            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                EmailAddress::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

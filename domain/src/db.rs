@@ -59,7 +59,9 @@ fn sqlx_sqlite_sync_full() -> sea_orm::sqlx::sqlite::SqliteSynchronous {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path == ":memory:" {
         None
@@ -76,5 +78,21 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<()> {
 
 /// True when the connection is PostgreSQL (used for `FOR UPDATE SKIP LOCKED`).
 pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
-    matches!(db.get_database_backend(), sea_orm::DatabaseBackend::Postgres)
+    matches!(
+        db.get_database_backend(),
+        sea_orm::DatabaseBackend::Postgres
+    )
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`), so it waits for other writers instead of failing when its read
+/// snapshot turns stale (SQLITE_BUSY_SNAPSHOT).
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    Ok(db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?)
 }

@@ -55,12 +55,30 @@ pub async fn ensure_keys(db: &impl ConnectionTrait, domain: &str) -> Result<()> 
         let public = aws_lc_rs::signature::KeyPair::public_key(&pair)
             .as_der()
             .map_err(|_| DomainError::Crypto("RSA public key encoding failed".into()))?;
-        store(db, domain, RSA_SELECTOR, "rsa", private.as_ref(), public.as_ref()).await?;
+        store(
+            db,
+            domain,
+            RSA_SELECTOR,
+            "rsa",
+            private.as_ref(),
+            public.as_ref(),
+        )
+        .await?;
     }
     if !existing.iter().any(|a| a == "ed25519") {
-        let private = Ed25519Key::generate_pkcs8().map_err(|e| DomainError::Crypto(e.to_string()))?;
-        let key = Ed25519Key::from_pkcs8_der(&private).map_err(|e| DomainError::Crypto(e.to_string()))?;
-        store(db, domain, ED25519_SELECTOR, "ed25519", &private, &key.public_key()).await?;
+        let private =
+            Ed25519Key::generate_pkcs8().map_err(|e| DomainError::Crypto(e.to_string()))?;
+        let key =
+            Ed25519Key::from_pkcs8_der(&private).map_err(|e| DomainError::Crypto(e.to_string()))?;
+        store(
+            db,
+            domain,
+            ED25519_SELECTOR,
+            "ed25519",
+            &private,
+            &key.public_key(),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -102,7 +120,11 @@ pub async fn dns_records(db: &impl ConnectionTrait, domain: &str) -> Result<Vec<
     Ok(keys
         .into_iter()
         .map(|k| {
-            let kind = if k.algorithm == "rsa" { "rsa" } else { "ed25519" };
+            let kind = if k.algorithm == "rsa" {
+                "rsa"
+            } else {
+                "ed25519"
+            };
             (
                 format!("{}._domainkey.{}", k.selector, k.domain),
                 format!("v=DKIM1; k={kind}; p={}", k.public_key),

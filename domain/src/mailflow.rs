@@ -12,7 +12,7 @@ use postern_config::Settings;
 use postern_entity::{activity, alias, contact, delivery, mailbox, message_id, user};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use tokio::sync::Notify;
 
@@ -22,7 +22,7 @@ use crate::dkim::{self, Signers};
 use crate::notice;
 use crate::outbound::{Outbound, SendError};
 use crate::queue::{self, Kind, NewDelivery, Retry};
-use crate::resolve::{resolve_rcpt, Recipient};
+use crate::resolve::{Recipient, resolve_rcpt};
 use crate::rewrite::{self, ForwardContext, Mailbox, ReplyContext, RewriteError};
 use crate::secrets::{self, HmacKey};
 use crate::verp::Verp;
@@ -43,7 +43,10 @@ pub enum RcptDecision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Receipt {
     /// Everything is committed to the queue (or recorded, for blocks and bounces).
-    Accepted { queue_id: String, deliveries: Vec<i64> },
+    Accepted {
+        queue_id: String,
+        deliveries: Vec<i64>,
+    },
     TemporaryFailure,
     /// The message cannot be processed as it is (no headers at all, say).
     Malformed(String),
@@ -88,7 +91,9 @@ impl Mailflow {
     ) -> Result<Self> {
         let domains = signing_domains(&settings);
         for domain in &domains {
-            dkim::ensure_keys(&db, domain).await?;
+            dkim::ensure_keys(&db, domain)
+                .await
+                .map_err(|e| DomainError::Invalid(format!("DKIM keys for {domain}: {e}")))?;
         }
         let signers = Signers::load(&db, &domains).await?;
         let verp_key = secrets::load_or_create(&db, "verp").await?;
@@ -163,12 +168,17 @@ impl Mailflow {
 
     async fn receive_inner(&self, mail_from: &str, rcpts: &[String], raw: &[u8]) -> Result<Work> {
         let inner = &*self.inner;
-        let txn = inner.db.begin().await?;
+        let normalized = normalize_line_endings(raw);
+        let raw: &[u8] = &normalized;
+        let txn = crate::db::begin_write(&inner.db).await?;
         let mut work = Work::default();
         let mut replies: BTreeMap<i64, (alias::Model, Vec<contact::Model>)> = BTreeMap::new();
         for rcpt in rcpts {
             match resolve_rcpt(&txn, &inner.settings, &inner.verp_key, rcpt).await? {
-                Recipient::Alias(alias) => self.forward(&txn, &alias, mail_from, raw, &mut work).await?,
+                Recipient::Alias(alias) => {
+                    self.forward(&txn, &alias, mail_from, raw, &mut work)
+                        .await?
+                }
                 Recipient::ReverseAlias { contact, alias } => {
                     replies
                         .entry(alias.id)
@@ -183,7 +193,8 @@ impl Mailflow {
             }
         }
         for (_, (alias, contacts)) in replies {
-            self.reply(&txn, &alias, &contacts, mail_from, raw, &mut work).await?;
+            self.reply(&txn, &alias, &contacts, mail_from, raw, &mut work)
+                .await?;
         }
         txn.commit().await?;
         if !work.deliveries.is_empty() {
@@ -209,7 +220,14 @@ impl Mailflow {
         let sender = mail_from.to_lowercase();
         if mailboxes.iter().any(|m| m.email == sender) {
             // The owner wrote to their own alias: sending it back would loop.
-            record(db, alias, None, "loop", Some(format!("from own mailbox {sender}"))).await?;
+            record(
+                db,
+                alias,
+                None,
+                "loop",
+                Some(format!("from own mailbox {sender}")),
+            )
+            .await?;
             return Ok(());
         }
         let inspection = rewrite::inspect(raw);
@@ -227,7 +245,8 @@ impl Mailflow {
                 address: format!("noreply@{}", settings.mail.reply_domain),
             });
         let mut reverse_aliases = HashMap::new();
-        let sender_contact = if accounts::is_our_domain(settings, domain_of(&original_from.address)) {
+        let sender_contact = if accounts::is_our_domain(settings, domain_of(&original_from.address))
+        {
             reverse_aliases.insert(original_from.address.clone(), original_from.address.clone());
             None
         } else {
@@ -243,11 +262,25 @@ impl Mailflow {
             Some(c)
         };
         if !alias.enabled {
-            record(db, alias, sender_contact.as_ref(), "block", Some("alias disabled".into())).await?;
+            record(
+                db,
+                alias,
+                sender_contact.as_ref(),
+                "block",
+                Some("alias disabled".into()),
+            )
+            .await?;
             return Ok(());
         }
         if sender_contact.as_ref().is_some_and(|c| c.blocked) {
-            record(db, alias, sender_contact.as_ref(), "block", Some("contact blocked".into())).await?;
+            record(
+                db,
+                alias,
+                sender_contact.as_ref(),
+                "block",
+                Some("contact blocked".into()),
+            )
+            .await?;
             return Ok(());
         }
         for (_, mb) in &inspection.addresses {
@@ -258,11 +291,19 @@ impl Mailflow {
             {
                 continue;
             }
-            let c = accounts::get_or_create_contact(db, settings, alias, &address, mb.name.as_deref()).await?;
+            let c =
+                accounts::get_or_create_contact(db, settings, alias, &address, mb.name.as_deref())
+                    .await?;
             reverse_aliases.insert(address, c.reply_email);
         }
         let restore_ids = self
-            .lookup_ids(db, alias.id, &inspection.in_reply_to, &inspection.references, true)
+            .lookup_ids(
+                db,
+                alias.id,
+                &inspection.in_reply_to,
+                &inspection.references,
+                true,
+            )
             .await?;
         let ctx = ForwardContext {
             alias: &alias.email,
@@ -272,9 +313,19 @@ impl Mailflow {
             restore_ids: &restore_ids,
         };
         let rewritten = rewrite::rewrite_forward(raw, &ctx).map_err(malformed)?;
-        let signed = self.inner.signers.sign(&settings.mail.reply_domain, &rewritten)?;
+        let signed = self
+            .inner
+            .signers
+            .sign(&settings.mail.reply_domain, &rewritten)?;
         if mailboxes.is_empty() {
-            record(db, alias, sender_contact.as_ref(), "block", Some("alias has no verified mailbox".into())).await?;
+            record(
+                db,
+                alias,
+                sender_contact.as_ref(),
+                "block",
+                Some("alias has no verified mailbox".into()),
+            )
+            .await?;
             return Ok(());
         }
         let deliveries: Vec<NewDelivery> = mailboxes
@@ -289,7 +340,14 @@ impl Mailflow {
             .collect();
         let ids = queue::enqueue(db, &settings.queue, signed, &deliveries).await?;
         work.deliveries.extend(ids);
-        record(db, alias, sender_contact.as_ref(), "forward", inspection.subject.clone()).await?;
+        record(
+            db,
+            alias,
+            sender_contact.as_ref(),
+            "forward",
+            inspection.subject.clone(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -305,7 +363,14 @@ impl Mailflow {
     ) -> Result<()> {
         let settings = &*self.inner.settings;
         let Some(sender) = authorised_sender(db, alias, mail_from).await? else {
-            record(db, alias, None, "refused", Some(format!("reply from unauthorised {mail_from}"))).await?;
+            record(
+                db,
+                alias,
+                None,
+                "refused",
+                Some(format!("reply from unauthorised {mail_from}")),
+            )
+            .await?;
             return Ok(());
         };
         // Every To/Cc recipient must be one of this alias's reverse aliases (or the alias).
@@ -317,7 +382,13 @@ impl Mailflow {
             }
             match accounts::find_contact_by_reverse_alias(db, &address).await? {
                 Some(c) if c.alias_id == alias.id => {
-                    contacts_by_reverse.insert(address, Mailbox { name: c.name.clone(), address: c.email.clone() });
+                    contacts_by_reverse.insert(
+                        address,
+                        Mailbox {
+                            name: c.name.clone(),
+                            address: c.email.clone(),
+                        },
+                    );
                 }
                 _ => unknown.push(address),
             }
@@ -325,10 +396,15 @@ impl Mailflow {
         for c in envelope_contacts {
             contacts_by_reverse
                 .entry(c.reply_email.clone())
-                .or_insert_with(|| Mailbox { name: c.name.clone(), address: c.email.clone() });
+                .or_insert_with(|| Mailbox {
+                    name: c.name.clone(),
+                    address: c.email.clone(),
+                });
         }
         if !unknown.is_empty() {
-            return self.refuse_reply(db, alias, &sender, raw, &unknown, work).await;
+            return self
+                .refuse_reply(db, alias, &sender, raw, &unknown, work)
+                .await;
         }
         let inspection = rewrite::inspect(raw);
         let alias_domain = domain_of(&alias.email).to_string();
@@ -345,7 +421,13 @@ impl Mailflow {
             .await?;
         }
         let map_ids = self
-            .lookup_ids(db, alias.id, &inspection.in_reply_to, &inspection.references, false)
+            .lookup_ids(
+                db,
+                alias.id,
+                &inspection.in_reply_to,
+                &inspection.references,
+                false,
+            )
             .await?;
         let ctx = ReplyContext {
             alias: &alias.email,
@@ -357,7 +439,9 @@ impl Mailflow {
         let rewritten = match rewrite::rewrite_reply(raw, &ctx) {
             Ok(r) => r,
             Err(RewriteError::UnknownRecipient(address)) => {
-                return self.refuse_reply(db, alias, &sender, raw, &[address], work).await;
+                return self
+                    .refuse_reply(db, alias, &sender, raw, &[address], work)
+                    .await;
             }
             Err(e) => return Err(malformed(e)),
         };
@@ -399,13 +483,34 @@ impl Mailflow {
              address shown in the From field of the mail you received from them.",
             alias = alias.email
         );
-        record(db, alias, None, "refused", Some(format!("reply to non-reverse-alias {list}"))).await?;
-        self.notify(db, alias.user_id, Some(alias.id), &sender.email, "Your message was not sent", &text, work)
-            .await
+        record(
+            db,
+            alias,
+            None,
+            "refused",
+            Some(format!("reply to non-reverse-alias {list}")),
+        )
+        .await?;
+        self.notify(
+            db,
+            alias.user_id,
+            Some(alias.id),
+            &sender.email,
+            "Your message was not sent",
+            &text,
+            work,
+        )
+        .await
     }
 
     /// A DSN (or anything) sent to a VERP address of one of our deliveries.
-    async fn bounce(&self, db: &impl ConnectionTrait, verp: Verp, raw: &[u8], work: &mut Work) -> Result<()> {
+    async fn bounce(
+        &self,
+        db: &impl ConnectionTrait,
+        verp: Verp,
+        raw: &[u8],
+        work: &mut Work,
+    ) -> Result<()> {
         let Some(d) = queue::find(db, verp.delivery_id).await? else {
             return Ok(());
         };
@@ -420,15 +525,30 @@ impl Mailflow {
             Some(id) => contact::Entity::find_by_id(id).one(db).await?,
             None => None,
         };
-        record(db, &alias, contact.as_ref(), "bounce", Some(format!("{}: {detail}", d.rcpt))).await?;
+        record(
+            db,
+            &alias,
+            contact.as_ref(),
+            "bounce",
+            Some(format!("{}: {detail}", d.rcpt)),
+        )
+        .await?;
         if Kind::parse(&d.kind) == Kind::Reply {
             let text = format!(
                 "Your message sent from {} to {} was returned by the recipient's server:\n\n{detail}",
                 alias.email, d.rcpt
             );
             if let Some(to) = self.owner_mailbox(db, alias.user_id).await? {
-                self.notify(db, alias.user_id, Some(alias.id), &to, "Undelivered message", &text, work)
-                    .await?;
+                self.notify(
+                    db,
+                    alias.user_id,
+                    Some(alias.id),
+                    &to,
+                    "Undelivered message",
+                    &text,
+                    work,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -476,11 +596,20 @@ impl Mailflow {
         references: &[String],
         ours_to_original: bool,
     ) -> Result<HashMap<String, String>> {
-        let ids: Vec<String> = in_reply_to.iter().chain(references).take(100).cloned().collect();
+        let ids: Vec<String> = in_reply_to
+            .iter()
+            .chain(references)
+            .take(100)
+            .cloned()
+            .collect();
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let column = if ours_to_original { message_id::Column::OurId } else { message_id::Column::OriginalId };
+        let column = if ours_to_original {
+            message_id::Column::OurId
+        } else {
+            message_id::Column::OriginalId
+        };
         let rows = message_id::Entity::find()
             .filter(message_id::Column::AliasId.eq(alias_id))
             .filter(column.is_in(ids))
@@ -488,18 +617,32 @@ impl Mailflow {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| if ours_to_original { (r.our_id, r.original_id) } else { (r.original_id, r.our_id) })
+            .map(|r| {
+                if ours_to_original {
+                    (r.our_id, r.original_id)
+                } else {
+                    (r.original_id, r.our_id)
+                }
+            })
             .collect())
     }
 
-    async fn alias_of(&self, db: &impl ConnectionTrait, d: &delivery::Model) -> Result<Option<alias::Model>> {
+    async fn alias_of(
+        &self,
+        db: &impl ConnectionTrait,
+        d: &delivery::Model,
+    ) -> Result<Option<alias::Model>> {
         match d.alias_id {
             Some(id) => Ok(alias::Entity::find_by_id(id).one(db).await?),
             None => Ok(None),
         }
     }
 
-    async fn owner_mailbox(&self, db: &impl ConnectionTrait, user_id: i64) -> Result<Option<String>> {
+    async fn owner_mailbox(
+        &self,
+        db: &impl ConnectionTrait,
+        user_id: i64,
+    ) -> Result<Option<String>> {
         let Some(user) = user::Entity::find_by_id(user_id).one(db).await? else {
             return Ok(None);
         };
@@ -596,15 +739,30 @@ impl Mailflow {
                 alias.email, d.rcpt
             ),
         };
-        let txn = db.begin().await?;
+        let txn = crate::db::begin_write(db).await?;
         let mut work = Work::default();
         let contact = match d.contact_id {
             Some(id) => contact::Entity::find_by_id(id).one(&txn).await?,
             None => None,
         };
-        record(&txn, &alias, contact.as_ref(), "bounce", Some(format!("{}: {error}", d.rcpt))).await?;
-        self.notify(&txn, user_id, Some(alias.id), &to, "Undelivered message", &text, &mut work)
-            .await?;
+        record(
+            &txn,
+            &alias,
+            contact.as_ref(),
+            "bounce",
+            Some(format!("{}: {error}", d.rcpt)),
+        )
+        .await?;
+        self.notify(
+            &txn,
+            user_id,
+            Some(alias.id),
+            &to,
+            "Undelivered message",
+            &text,
+            &mut work,
+        )
+        .await?;
         txn.commit().await?;
         self.deliver_soon(work.deliveries);
         Ok(())
@@ -674,13 +832,70 @@ fn bounce_summary(raw: &[u8]) -> String {
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.starts_with("status:") || l.starts_with("diagnostic-code:") || l.starts_with("action:")
+            l.starts_with("status:")
+                || l.starts_with("diagnostic-code:")
+                || l.starts_with("action:")
         })
         .take(6)
         .collect();
     if lines.is_empty() {
-        lines = text.lines().filter(|l| l.to_ascii_lowercase().starts_with("subject:")).take(1).collect();
+        lines = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("subject:"))
+            .take(1)
+            .collect();
     }
     let summary = lines.join("; ");
-    if summary.is_empty() { "no details".to_string() } else { summary.chars().take(500).collect() }
+    if summary.is_empty() {
+        "no details".to_string()
+    } else {
+        summary.chars().take(500).collect()
+    }
+}
+
+/// Bare LF and bare CR become CRLF. We pass messages on to other servers, and a lone `\n.\r\n`
+/// in what we send could end the message early at a lenient receiver (SMTP smuggling).
+pub fn normalize_line_endings(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let clean = raw.iter().enumerate().all(|(i, &b)| match b {
+        b'\n' => i > 0 && raw[i - 1] == b'\r',
+        b'\r' => raw.get(i + 1) == Some(&b'\n'),
+        _ => true,
+    });
+    if clean {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 16);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' if raw.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_line_endings;
+
+    #[test]
+    fn line_endings_become_crlf() {
+        assert_eq!(&*normalize_line_endings(b"a\r\nb\r\n"), b"a\r\nb\r\n");
+        assert_eq!(
+            &*normalize_line_endings(b"a\nb\r.\r\n\n"),
+            b"a\r\nb\r\n.\r\n\r\n"
+        );
+        assert_eq!(&*normalize_line_endings(b"\n.\r\n"), b"\r\n.\r\n");
+    }
 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use postern_config::{RelayTls, Settings};
 
@@ -57,11 +57,12 @@ impl Outbound {
                     RelayTls::Opportunistic => Tls::Opportunistic(tls_params(&relay.host)?),
                     RelayTls::Required => Tls::Required(tls_params(&relay.host)?),
                 };
-                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&relay.host)
-                    .port(relay.port)
-                    .hello_name(ClientId::Domain(hostname))
-                    .timeout(Some(timeout))
-                    .tls(tls);
+                let mut builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&relay.host)
+                        .port(relay.port)
+                        .hello_name(ClientId::Domain(hostname))
+                        .timeout(Some(timeout))
+                        .tls(tls);
                 if let Some((user, pass)) = &relay.credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
                 }
@@ -89,9 +90,11 @@ impl Outbound {
     /// Sends `body` as is, with our own envelope.
     pub async fn send(&self, mail_from: &str, rcpt: &str, body: &[u8]) -> Result<(), SendError> {
         let envelope = envelope(mail_from, rcpt)?;
+        // lettre ends DATA with CRLF.CRLF itself; without this a final CRLF would be doubled.
+        let wire = body.strip_suffix(b"\r\n").unwrap_or(body);
         match self {
             Outbound::Relay(transport) => transport
-                .send_raw(&envelope, body)
+                .send_raw(&envelope, wire)
                 .await
                 .map(|_| ())
                 .map_err(classify),
@@ -99,7 +102,7 @@ impl Outbound {
                 resolver,
                 hostname,
                 timeout,
-            } => send_direct(resolver, hostname, *timeout, &envelope, rcpt, body).await,
+            } => send_direct(resolver, hostname, *timeout, &envelope, rcpt, wire).await,
             Outbound::Capture(sent) => {
                 let mut sent = sent
                     .lock()
@@ -116,7 +119,8 @@ impl Outbound {
 }
 
 fn tls_params(host: &str) -> Result<TlsParameters, SendError> {
-    TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent(format!("TLS setup: {e}")))
+    TlsParameters::new(host.to_string())
+        .map_err(|e| SendError::Permanent(format!("TLS setup: {e}")))
 }
 
 fn envelope(mail_from: &str, rcpt: &str) -> Result<Envelope, SendError> {
@@ -168,7 +172,9 @@ async fn send_direct(
         hosts.push((0, domain.to_string()));
     }
     if hosts.len() == 1 && (hosts[0].1.is_empty() || hosts[0].1 == ".") {
-        return Err(SendError::Permanent(format!("{domain} accepts no mail (null MX)")));
+        return Err(SendError::Permanent(format!(
+            "{domain} accepts no mail (null MX)"
+        )));
     }
     let mut last = SendError::Temporary(format!("no mail host for {domain}"));
     for (_, host) in hosts {

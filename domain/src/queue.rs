@@ -12,7 +12,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
-use crate::{now_ms, DomainError, Result};
+use crate::{DomainError, Result, now_ms};
 
 pub const QUEUED: &str = "queued";
 pub const DELIVERED: &str = "delivered";
@@ -170,11 +170,19 @@ pub async fn mark_delivered(db: &impl ConnectionTrait, d: &delivery::Model) -> R
     set_status(db, d, DELIVERED, None).await
 }
 
-pub async fn mark_failed(db: &impl ConnectionTrait, d: &delivery::Model, error: &str) -> Result<()> {
+pub async fn mark_failed(
+    db: &impl ConnectionTrait,
+    d: &delivery::Model,
+    error: &str,
+) -> Result<()> {
     set_status(db, d, FAILED, Some(error.to_string())).await
 }
 
-pub async fn mark_bounced(db: &impl ConnectionTrait, d: &delivery::Model, detail: &str) -> Result<()> {
+pub async fn mark_bounced(
+    db: &impl ConnectionTrait,
+    d: &delivery::Model,
+    detail: &str,
+) -> Result<()> {
     set_status(db, d, BOUNCED, Some(detail.to_string())).await
 }
 
@@ -196,7 +204,13 @@ pub async fn retry_later(
     let delay = backoff(settings, d.attempts);
     let next = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
     if next > d.expires_at {
-        set_status(db, d, FAILED, Some(format!("gave up after {} attempts: {error}", d.attempts))).await?;
+        set_status(
+            db,
+            d,
+            FAILED,
+            Some(format!("gave up after {} attempts: {error}", d.attempts)),
+        )
+        .await?;
         return Ok(Retry::GaveUp);
     }
     let mut active: delivery::ActiveModel = d.clone().into();

@@ -4,11 +4,11 @@ use postern_config::Settings;
 use postern_entity::{alias, contact};
 use sea_orm::ConnectionTrait;
 
+use crate::Result;
 use crate::accounts;
 use crate::address::EmailAddress;
 use crate::secrets::HmacKey;
 use crate::verp::Verp;
-use crate::Result;
 
 /// What an envelope recipient resolves to.
 #[derive(Debug, Clone)]
@@ -16,7 +16,10 @@ pub enum Recipient {
     /// An alias: forward to its mailboxes (or record a block when disabled).
     Alias(alias::Model),
     /// A reverse alias: the owner replying to a contact.
-    ReverseAlias { contact: contact::Model, alias: alias::Model },
+    ReverseAlias {
+        contact: contact::Model,
+        alias: alias::Model,
+    },
     /// A signed VERP address: a bounce for one of our deliveries.
     Bounce(Verp),
     /// An address on our domains that does not exist.

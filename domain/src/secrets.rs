@@ -46,7 +46,11 @@ pub async fn load_or_create(db: &impl ConnectionTrait, name: &str) -> Result<Hma
         name: Set(name.to_string()),
         value: Set(fresh.to_vec()),
     })
-    .on_conflict(OnConflict::column(secret::Column::Name).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(secret::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
     let row = secret::Entity::find_by_id(name.to_string())

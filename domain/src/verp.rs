@@ -28,7 +28,8 @@ impl Verp {
         let rest = local.strip_prefix("b.")?;
         let (payload, given) = rest.split_once('.')?;
         let expected = mac(key, payload);
-        if given.len() != expected.len() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        if given.len() != expected.len() || !bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+        {
             return None;
         }
         let delivery_id = payload.strip_prefix('d')?.parse().ok()?;

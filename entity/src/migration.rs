@@ -215,13 +215,48 @@ mod m20261122_000001_init {
                 ("idx_api_keys_user", "api_keys", &["user_id"][..], false),
                 ("idx_mailboxes_user", "mailboxes", &["user_id"], false),
                 ("idx_aliases_user", "aliases", &["user_id", "id"], false),
-                ("idx_alias_mailboxes_mailbox", "alias_mailboxes", &["mailbox_id"], false),
-                ("idx_contacts_alias_email", "contacts", &["alias_id", "email"], true),
-                ("idx_deliveries_due", "deliveries", &["status", "next_attempt_at"], false),
-                ("idx_deliveries_message", "deliveries", &["message_id"], false),
-                ("idx_activities_alias", "activities", &["alias_id", "id"], false),
-                ("idx_message_ids_original", "message_ids", &["original_id"], false),
-                ("idx_dkim_keys_domain", "dkim_keys", &["domain", "selector"], true),
+                (
+                    "idx_alias_mailboxes_mailbox",
+                    "alias_mailboxes",
+                    &["mailbox_id"],
+                    false,
+                ),
+                (
+                    "idx_contacts_alias_email",
+                    "contacts",
+                    &["alias_id", "email"],
+                    true,
+                ),
+                (
+                    "idx_deliveries_due",
+                    "deliveries",
+                    &["status", "next_attempt_at"],
+                    false,
+                ),
+                (
+                    "idx_deliveries_message",
+                    "deliveries",
+                    &["message_id"],
+                    false,
+                ),
+                (
+                    "idx_activities_alias",
+                    "activities",
+                    &["alias_id", "id"],
+                    false,
+                ),
+                (
+                    "idx_message_ids_original",
+                    "message_ids",
+                    &["original_id"],
+                    false,
+                ),
+                (
+                    "idx_dkim_keys_domain",
+                    "dkim_keys",
+                    &["domain", "selector"],
+                    true,
+                ),
             ];
             for (name, table, cols, unique) in indexes {
                 let mut index = Index::create();

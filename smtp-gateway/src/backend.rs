@@ -27,6 +27,8 @@ pub enum RcptVerdict {
     UnknownRecipient,
     /// A domain we do not serve: `550 5.7.1`.
     RelayDenied,
+    /// A reverse alias written to by someone other than its alias's owner: `550 5.7.1`.
+    NotAliasOwner,
     /// The answer is not known right now (database down): `451 4.3.0`.
     TemporaryFailure,
 }
@@ -54,8 +56,7 @@ pub enum RejectReason {
 /// The domain layer as seen by the MX. Implemented by `postern-domain`.
 pub trait Backend: Send + Sync + 'static {
     /// Decide whether `rcpt` may receive mail from `mail_from` (`""` for the null sender).
-    fn check_rcpt(&self, mail_from: &str, rcpt: &str)
-    -> impl Future<Output = RcptVerdict> + Send;
+    fn check_rcpt(&self, mail_from: &str, rcpt: &str) -> impl Future<Output = RcptVerdict> + Send;
 
     /// Take a complete message (dot-unstuffed, ending in CRLF unless empty).
     fn receive(

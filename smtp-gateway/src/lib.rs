@@ -3,6 +3,7 @@
 
 mod backend;
 mod config;
+mod domain_backend;
 mod inbound;
 mod reply;
 mod server;
@@ -11,9 +12,10 @@ mod tls;
 
 pub use backend::{Backend, DataVerdict, Envelope, RcptVerdict, RejectReason};
 pub use config::GatewayConfig;
+pub use domain_backend::DomainBackend;
 pub use reply::Reply;
 pub use server::serve;
-pub use session::{Outcome, Session};
+pub use session::Session;
 pub use tls::{TlsError, load_or_create_tls};
 
 #[cfg(test)]

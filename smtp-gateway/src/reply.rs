@@ -68,7 +68,10 @@ impl Reply {
 
     /// `220 {hostname} ESMTP Postern`: the greeting, customarily without an enhanced code.
     pub fn greeting(hostname: &str) -> Self {
-        Self::without_status(220, vec![format!("{} ESMTP Postern", printable(hostname)).into()])
+        Self::without_status(
+            220,
+            vec![format!("{} ESMTP Postern", printable(hostname)).into()],
+        )
     }
 
     pub fn too_many_connections() -> Self {
@@ -142,6 +145,14 @@ impl Reply {
 
     pub fn relay_denied() -> Self {
         Self::new(550, "5.7.1", "Relay access denied")
+    }
+
+    pub fn not_alias_owner() -> Self {
+        Self::new(
+            550,
+            "5.7.1",
+            "Only the owner of this alias may send through its reverse alias",
+        )
     }
 
     pub fn temp_failure() -> Self {
@@ -240,6 +251,7 @@ impl From<RcptVerdict> for Reply {
             RcptVerdict::Accept => Reply::recipient_ok(),
             RcptVerdict::UnknownRecipient => Reply::unknown_recipient(),
             RcptVerdict::RelayDenied => Reply::relay_denied(),
+            RcptVerdict::NotAliasOwner => Reply::not_alias_owner(),
             RcptVerdict::TemporaryFailure => Reply::temp_failure(),
         }
     }
@@ -313,7 +325,10 @@ mod tests {
             assert!(Reply::from(verdict).to_string().starts_with(expected));
         }
         let cases = [
-            (DataVerdict::Accepted { id: "Q1".into() }, "250 2.0.0 Ok: queued as Q1"),
+            (
+                DataVerdict::Accepted { id: "Q1".into() },
+                "250 2.0.0 Ok: queued as Q1",
+            ),
             (DataVerdict::TemporaryFailure, "451 4.3.0"),
             (
                 DataVerdict::Rejected {

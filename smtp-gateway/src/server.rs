@@ -26,7 +26,9 @@ pub async fn serve<B: Backend>(
     backend: Arc<B>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let slots = Arc::new(Semaphore::new(
+        config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let mut sessions = JoinSet::new();
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
@@ -34,7 +36,11 @@ pub async fn serve<B: Backend>(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some(joined) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "session task failed");
+                }
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
@@ -75,7 +81,10 @@ pub async fn serve<B: Backend>(
     tracing::info!(running = sessions.len(), "smtp shutting down");
     let drain = async { while sessions.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::warn!(aborted = sessions.len(), "sessions still running at shutdown");
+        tracing::warn!(
+            aborted = sessions.len(),
+            "sessions still running at shutdown"
+        );
         sessions.abort_all();
     }
 }

@@ -18,7 +18,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// What the session does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Continue,
     Close,
     /// The `220` for STARTTLS is queued: flush it, then hand the stream to TLS.
@@ -175,7 +175,14 @@ where
             Request::Ehlo { host } => self.handle_ehlo(&host),
             Request::Helo { host } => self.handle_helo(&host),
             Request::Mail { from } => self.handle_mail(from),
-            Request::Rcpt { to } => self.handle_rcpt(to).await,
+            Request::Rcpt { mut to } => {
+                // smtp-proto reads `<postmaster>` as an empty address; RFC 5321 section
+                // 4.5.1 requires accepting it, while `<>` stays a syntax error.
+                if to.address.is_empty() && names_bare_postmaster(line) {
+                    to.address = "postmaster".into();
+                }
+                self.handle_rcpt(to).await
+            }
             Request::Data => self.handle_data().await,
             Request::StartTls => self.handle_starttls(),
             Request::Rset => self.handle_rset(),
@@ -272,11 +279,14 @@ where
     }
 }
 
+fn names_bare_postmaster(line: &[u8]) -> bool {
+    line.windows(b"<postmaster>".len())
+        .any(|window| window.eq_ignore_ascii_case(b"<postmaster>"))
+}
+
 fn parse_error_reply(error: &ParseError) -> Reply {
     match error {
-        ParseError::UnknownCommand | ParseError::InvalidResponse { .. } => {
-            Reply::unknown_command()
-        }
+        ParseError::UnknownCommand | ParseError::InvalidResponse { .. } => Reply::unknown_command(),
         ParseError::InvalidSenderAddress => Reply::bad_sender_syntax(),
         ParseError::InvalidRecipientAddress => Reply::bad_recipient_syntax(),
         ParseError::SyntaxError { syntax } if syntax.starts_with("RCPT") => {
@@ -292,4 +302,3 @@ fn parse_error_reply(error: &ParseError) -> Reply {
         | ParseError::NeedsMoreData { .. } => Reply::syntax_error(),
     }
 }
-

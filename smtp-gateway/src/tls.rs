@@ -48,7 +48,11 @@ fn create_self_signed(cert_path: &Path, key_path: &Path, hostname: &str) -> Resu
     let generated = rcgen::generate_simple_self_signed(vec![hostname.to_owned()])?;
     // The key first: a crash in between leaves no certificate, so the next start
     // regenerates both rather than pairing a new certificate with a stale key.
-    write_file(key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(
+        key_path,
+        generated.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     write_file(cert_path, generated.cert.pem().as_bytes(), 0o644)
 }
 
@@ -57,7 +61,10 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
         path: path.to_owned(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         fs::create_dir_all(parent).map_err(io_error)?;
     }
     let mut file = OpenOptions::new()

@@ -1,1 +1,6 @@
+//! Test support for Postern's end-to-end suite: the whole service on loopback ports, a real
+//! SMTP sink standing in for the relay, and a plain SMTP client.
 
+pub mod client;
+pub mod harness;
+pub mod sink;

@@ -41,19 +41,18 @@ where
             remote_ip,
             mut state,
         } = self;
-        let stream = match tokio::time::timeout(config.command_timeout, acceptor.accept(stream))
-            .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        };
+        let stream =
+            match tokio::time::timeout(config.command_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            };
         tracing::debug!("TLS established");
         state.tls_active = true;
         state.phase = Phase::AwaitingHelo;

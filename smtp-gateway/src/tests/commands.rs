@@ -13,7 +13,8 @@ async fn happy_path_delivers_the_exact_body() {
         "no STARTTLS without a TLS config"
     );
     let c = &mut h.client;
-    c.cmd("MAIL FROM:<sender@example.org> BODY=8BITMIME", "250 2.1.0").await;
+    c.cmd("MAIL FROM:<sender@example.org> BODY=8BITMIME", "250 2.1.0")
+        .await;
     c.cmd("RCPT TO:<alice@alias.test>", "250 2.1.5").await;
     c.cmd("DATA", "354 ").await;
     c.send_raw(b"Subject: hi\r\n\r\nHello \xc3\xa9\r\n.\r\n")
@@ -37,9 +38,11 @@ async fn happy_path_delivers_the_exact_body() {
 async fn helo_is_enough_and_transactions_repeat() {
     let mut h = Harness::start(test_config()).await;
     let c = &mut h.client;
-    c.cmd("HELO old.example.org", "250 2.0.0 mx.alias.test").await;
+    c.cmd("HELO old.example.org", "250 2.0.0 mx.alias.test")
+        .await;
     for n in 1..=2 {
-        c.cmd("MAIL FROM:<s@example.org> SMTPUTF8", "250 2.1.0").await;
+        c.cmd("MAIL FROM:<s@example.org> SMTPUTF8", "250 2.1.0")
+            .await;
         c.cmd("RCPT TO:<alice@alias.test>", "250 2.1.5").await;
         c.cmd("DATA", "354").await;
         c.send_raw(format!("n={n}\r\n.\r\n").as_bytes())
@@ -81,7 +84,9 @@ async fn pipelined_commands_are_answered_in_order() {
 
 #[tokio::test]
 async fn commands_out_of_order_get_503() {
-    let mut h = Harness::start(test_config()).await;
+    let mut config = test_config();
+    config.max_errors = 100;
+    let mut h = Harness::start(config).await;
     let c = &mut h.client;
     c.cmd("MAIL FROM:<s@example.org>", "503 5.5.1").await;
     c.ehlo().await;
@@ -102,9 +107,14 @@ async fn declared_size_over_the_limit_is_refused_at_mail() {
     let mut h = Harness::start(test_config()).await;
     let c = &mut h.client;
     c.ehlo().await;
-    c.cmd("MAIL FROM:<s@example.org> SIZE=10001", "552 5.3.4 Message too big").await;
+    c.cmd(
+        "MAIL FROM:<s@example.org> SIZE=10001",
+        "552 5.3.4 Message too big",
+    )
+    .await;
     c.cmd("RCPT TO:<a@alias.test>", "503 5.5.1").await;
-    c.cmd("MAIL FROM:<s@example.org> SIZE=10000", "250 2.1.0").await;
+    c.cmd("MAIL FROM:<s@example.org> SIZE=10000", "250 2.1.0")
+        .await;
     h.quit().await;
 }
 
@@ -119,7 +129,8 @@ async fn recipients_beyond_the_limit_get_452_and_duplicates_count_once() {
     c.cmd("RCPT TO:<A@alias.test>", "250 2.1.5").await;
     c.cmd("RCPT TO:<b@alias.test>", "250 2.1.5").await;
     c.cmd("RCPT TO:<c@alias.test>", "250 2.1.5").await;
-    c.cmd("RCPT TO:<d@alias.test>", "452 4.5.3 Too many recipients").await;
+    c.cmd("RCPT TO:<d@alias.test>", "452 4.5.3 Too many recipients")
+        .await;
     c.cmd("DATA", "354").await;
     c.send_raw(b"x\r\n.\r\n").await.expect("250 2.0.0").await;
     let (envelope, _) = h.quit().await.only_message();
@@ -131,17 +142,31 @@ async fn recipients_beyond_the_limit_get_452_and_duplicates_count_once() {
 
 #[tokio::test]
 async fn recipient_verdicts_map_to_replies() {
-    let mut h = Harness::start(test_config()).await;
+    let mut config = test_config();
+    config.max_errors = 100;
+    let mut h = Harness::start(config).await;
     let c = &mut h.client;
     c.ehlo().await;
     c.cmd("MAIL FROM:<s@example.org>", "250 2.1.0").await;
     c.cmd("RCPT TO:<nobody@alias.test>", "550 5.1.1").await;
-    c.cmd("RCPT TO:<someone@elsewhere.example>", "550 5.7.1").await;
+    c.cmd("RCPT TO:<someone@elsewhere.example>", "550 5.7.1")
+        .await;
     c.cmd("RCPT TO:<tempfail@alias.test>", "451 4.3.0").await;
-    c.cmd("RCPT TO:<@relay.example:a@alias.test>", "501 5.1.3").await;
     c.cmd("RCPT TO:<not an address>", "501 5.1.3").await;
+    c.cmd("RCPT TO:<a@b@alias.test>", "501 5.1.3").await;
     c.cmd("RCPT TO:<>", "501 5.1.3").await;
-    h.quit().await;
+    c.cmd("RCPT TO:a@alias.test", "501 5.1.3").await;
+    // RFC 5321 appendix C: a source route is accepted and ignored.
+    c.cmd(
+        "RCPT TO:<@relay.example,@b.example:a@alias.test>",
+        "250 2.1.5",
+    )
+    .await;
+    c.cmd("RCPT TO:<PostMaster>", "250 2.1.5").await;
+    c.cmd("DATA", "354").await;
+    c.send_raw(b"x\r\n.\r\n").await.expect("250 2.0.0").await;
+    let (envelope, _) = h.quit().await.only_message();
+    assert_eq!(envelope.rcpt_to, ["a@alias.test", "postmaster"]);
 }
 
 #[tokio::test]
@@ -169,7 +194,10 @@ async fn null_sender_is_accepted() {
     let c = &mut h.client;
     c.ehlo().await;
     c.start_message("", "a@alias.test").await;
-    c.send_raw(b"bounce\r\n.\r\n").await.expect("250 2.0.0").await;
+    c.send_raw(b"bounce\r\n.\r\n")
+        .await
+        .expect("250 2.0.0")
+        .await;
     let (envelope, _) = h.quit().await.only_message();
     assert_eq!(envelope.mail_from, "");
 }
@@ -192,7 +220,8 @@ async fn other_verbs() {
     c.ehlo().await;
     c.cmd("MAIL FROM:<s@example.org> BODY=BINARYMIME", "555 5.5.4")
         .await;
-    c.cmd("MAIL FROM:<s@example.org> FOO=BAR", "555 5.5.4").await;
+    c.cmd("MAIL FROM:<s@example.org> FOO=BAR", "555 5.5.4")
+        .await;
     c.cmd("MAIL FROM:s@example.org", "501 5.1.7").await;
     c.cmd("EHLO", "501 5.5.4").await;
     h.quit().await;
@@ -207,12 +236,18 @@ async fn long_lines_get_500_without_being_buffered() {
     // Complete in one packet.
     let mut line = vec![b'A'; 1001];
     line.extend_from_slice(b"\r\n");
-    c.send_raw(&line).await.expect("500 5.5.2 Line too long").await;
+    c.send_raw(&line)
+        .await
+        .expect("500 5.5.2 Line too long")
+        .await;
     // Far longer than smtp-proto's own 4096 limit, arriving in pieces: one reply, and
     // the tail of the line is skipped rather than parsed as commands.
     c.send_raw(&[b'B'; 3000]).await.expect("500 5.5.2").await;
     c.send_raw(&[b'C'; 20_000]).await;
-    c.send_raw(b"QUIT\r\nNOOP\r\n").await.expect("250 2.0.0 OK").await;
+    c.send_raw(b"QUIT\r\nNOOP\r\n")
+        .await
+        .expect("250 2.0.0 OK")
+        .await;
     // A 1000-octet line (CRLF included) is still a command.
     let mut noop = b"NOOP ".to_vec();
     noop.resize(998, b'x');
@@ -227,10 +262,16 @@ async fn garbage_gets_500_and_no_panic() {
     config.max_errors = 10_000;
     let mut h = Harness::start(config).await;
     let c = &mut h.client;
-    c.send_raw(b"\xff\xfe\x00\x01garbage\r\n").await.expect("500 5.5.1").await;
+    c.send_raw(b"\xff\xfe\x00\x01garbage\r\n")
+        .await
+        .expect("500 5.5.1")
+        .await;
     c.send_raw(b"\r\n").await.expect("500 5.5.1").await;
     c.send_raw(b"MAIL \xc3\x28\r\n").await.expect("50").await;
-    c.send_raw(b"RCPT TO:<\xff@alias.test>\r\n").await.expect("50").await;
+    c.send_raw(b"RCPT TO:<\xff@alias.test>\r\n")
+        .await
+        .expect("50")
+        .await;
     // Deterministic pseudo-random lines; each gets exactly one well-formed reply.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {

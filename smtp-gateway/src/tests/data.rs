@@ -5,7 +5,9 @@ use super::support::{Harness, test_config};
 async fn deliver(content: &[u8]) -> (String, Vec<Vec<u8>>) {
     let mut h = Harness::start(test_config()).await;
     h.client.ehlo().await;
-    h.client.start_message("s@example.org", "a@alias.test").await;
+    h.client
+        .start_message("s@example.org", "a@alias.test")
+        .await;
     let reply = h.client.send_raw(content).await.expect("2").await;
     let received = h.quit().await.received();
     (reply, received.into_iter().map(|(_, body)| body).collect())
@@ -77,7 +79,10 @@ async fn terminators_split_across_reads_are_found() {
     for byte in &wire[..wire.len() - 1] {
         c.send_raw(std::slice::from_ref(byte)).await;
     }
-    c.send_raw(b"\n").await.expect("250 2.0.0 Ok: queued as Q1").await;
+    c.send_raw(b"\n")
+        .await
+        .expect("250 2.0.0 Ok: queued as Q1")
+        .await;
     let (_, body) = h.quit().await.only_message();
     assert_eq!(
         body,
@@ -96,11 +101,17 @@ async fn oversized_content_is_drained_and_refused() {
     // Commands inside the oversized part are discarded with it.
     let mut big = b"MAIL FROM:<x@example.org>\r\n".repeat(2000);
     big.extend_from_slice(b".\r\n");
-    c.send_raw(&big).await.expect("552 5.3.4 Message too big").await;
+    c.send_raw(&big)
+        .await
+        .expect("552 5.3.4 Message too big")
+        .await;
     // The transaction is over, the session goes on.
     c.cmd("RCPT TO:<a@alias.test>", "503 5.5.1").await;
     c.start_message("s@example.org", "a@alias.test").await;
-    c.send_raw(b"small\r\n.\r\n").await.expect("250 2.0.0").await;
+    c.send_raw(b"small\r\n.\r\n")
+        .await
+        .expect("250 2.0.0")
+        .await;
     let (_, body) = h.quit().await.only_message();
     assert_eq!(body, b"small\r\n");
 }

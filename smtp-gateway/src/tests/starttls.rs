@@ -8,7 +8,9 @@ async fn starttls_upgrades_and_resets_the_session() {
     let ehlo = h.client.ehlo().await;
     assert!(ehlo.ends_with("250 STARTTLS\r\n"), "{ehlo}");
     h.client.cmd("MAIL FROM:<s@example.org>", "250 2.1.0").await;
-    h.client.cmd("STARTTLS", "220 2.0.0 Ready to start TLS").await;
+    h.client
+        .cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+        .await;
 
     let mut h = h.upgrade(&connector).await;
     let c = &mut h.client;
@@ -19,7 +21,10 @@ async fn starttls_upgrades_and_resets_the_session() {
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     c.cmd("STARTTLS", "503 5.5.1").await;
     c.start_message("s@example.org", "a@alias.test").await;
-    c.send_raw(b"secret\r\n.\r\n").await.expect("250 2.0.0").await;
+    c.send_raw(b"secret\r\n.\r\n")
+        .await
+        .expect("250 2.0.0")
+        .await;
 
     let (envelope, body) = h.quit().await.only_message();
     assert!(envelope.tls);

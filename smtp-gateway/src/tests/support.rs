@@ -42,6 +42,7 @@ impl Backend for TestBackend {
         match rcpt {
             "nobody@alias.test" => RcptVerdict::UnknownRecipient,
             "tempfail@alias.test" => RcptVerdict::TemporaryFailure,
+            "postmaster" => RcptVerdict::Accept,
             rcpt if rcpt.ends_with("@alias.test") => RcptVerdict::Accept,
             _ => RcptVerdict::RelayDenied,
         }
@@ -161,7 +162,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
     }
 
     pub(crate) async fn ehlo(&mut self) -> String {
-        self.cmd("EHLO client.example.org", "250-mx.alias.test").await
+        self.cmd("EHLO client.example.org", "250-mx.alias.test")
+            .await
     }
 
     /// MAIL, one RCPT and DATA up to the 354.
@@ -280,12 +282,15 @@ impl Drop for TempDir {
 pub(crate) fn tls_pair(dir: &TempDir) -> (Arc<rustls::ServerConfig>, TlsConnector) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cert_path = dir.path().join("cert.pem");
-    let server = crate::load_or_create_tls(&cert_path, &dir.path().join("key.pem"), "mx.alias.test")
-        .expect("server TLS config");
+    let server =
+        crate::load_or_create_tls(&cert_path, &dir.path().join("key.pem"), "mx.alias.test")
+            .expect("server TLS config");
     let pem = std::fs::read(&cert_path).expect("read certificate");
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.expect("PEM certificate")).expect("trust certificate");
+        roots
+            .add(cert.expect("PEM certificate"))
+            .expect("trust certificate");
     }
     let client = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -13,7 +13,10 @@ fn certificate_is_created_once_and_then_reused() {
 
     load_or_create_tls(&cert, &key, "mx.alias.test").expect("create");
     let created = fs::read(&cert).expect("certificate written");
-    let mode = fs::metadata(&key).expect("key written").permissions().mode();
+    let mode = fs::metadata(&key)
+        .expect("key written")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     load_or_create_tls(&cert, &key, "mx.alias.test").expect("load");

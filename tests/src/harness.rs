@@ -1,0 +1,211 @@
+//! The whole service on port 0 with a fresh database, relaying to a [`Sink`].
+//!
+//! `POSTERN_TEST_DATABASE_URL=postgres://user@127.0.0.1:PORT/postgres` runs every test on its
+//! own fresh PostgreSQL database instead of SQLite.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use postern::cli::{AliasCommand, Command, MailboxCommand, UserCommand};
+use postern::{Roles, Running};
+use postern_config::Settings;
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::sink::Sink;
+
+pub const ALIAS_DOMAIN: &str = "alias.test";
+pub const REPLY_DOMAIN: &str = "reply.test";
+
+/// Generous: CI machines are slow and share two cores. Waits end as soon as the event happens.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct TestServer {
+    pub settings: Settings,
+    pub sink: Sink,
+    running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `key=value` settings (dotted keys, as in the TOML file).
+    pub async fn start_with(extra: &[(&str, &str)]) -> TestServer {
+        postern::install_crypto_provider();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .try_init();
+        let sink = Sink::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_string_lossy().into_owned();
+        let database_url = fresh_database(&dir.path().to_path_buf()).await;
+        let relay = format!("smtp://{}?tls=none", sink.addr);
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("data_dir", &data_dir),
+            ("database.url", &database_url),
+            ("smtp.listen", "127.0.0.1:0"),
+            ("http.listen", "127.0.0.1:0"),
+            ("mail.alias_domains", ALIAS_DOMAIN),
+            ("mail.reply_domain", REPLY_DOMAIN),
+            ("mail.hostname", "mx.alias.test"),
+            ("outbound.relay", &relay),
+            ("outbound.connect_timeout", "5"),
+            ("queue.retry_initial", "1"),
+            ("queue.max_retry_interval", "2"),
+            ("queue.poll_interval", "1"),
+        ];
+        pairs.extend_from_slice(extra);
+        let settings = Settings::from_pairs(pairs).expect("test settings are valid");
+        let running = postern::start(settings.clone(), Roles::ALL, true)
+            .await
+            .expect("service starts");
+        TestServer {
+            settings,
+            sink,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    pub fn smtp(&self) -> SocketAddr {
+        self.running().smtp_addr.expect("smtp addr")
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.running().http_addr.expect("http addr")
+    }
+
+    /// Stops every role, as a process exit would (the database stays).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Starts again on the same database and data directory (new ports).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        settings.smtp.listen = "127.0.0.1:0".parse().expect("addr");
+        settings.http.listen = "127.0.0.1:0".parse().expect("addr");
+        self.running = Some(
+            postern::start(settings, Roles::ALL, true)
+                .await
+                .expect("service restarts"),
+        );
+    }
+
+    /// Runs an admin CLI command; returns its stdout or the error text.
+    pub async fn cli(&self, command: Command) -> Result<String, String> {
+        postern::cli::run_admin(&self.settings, &command)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// `postern user add EMAIL`: returns the API key (the last line).
+    pub async fn add_user(&self, email: &str) -> String {
+        let out = self
+            .cli(Command::User(UserCommand::Add {
+                email: email.into(),
+            }))
+            .await
+            .expect("user add");
+        last_line(&out)
+    }
+
+    pub async fn add_mailbox(&self, user: &str, mailbox: &str) {
+        self.cli(Command::Mailbox(MailboxCommand::Add {
+            user_email: user.into(),
+            mailbox_email: mailbox.into(),
+        }))
+        .await
+        .expect("mailbox add");
+    }
+
+    /// `postern alias add`: returns the alias address.
+    pub async fn add_alias(&self, user: &str, address: Option<&str>, mailboxes: &[&str]) -> String {
+        let out = self
+            .cli(Command::Alias(AliasCommand::Add {
+                user_email: user.into(),
+                address: address.map(String::from),
+                mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+            }))
+            .await
+            .expect("alias add");
+        last_line(&out)
+    }
+}
+
+pub fn last_line(out: &str) -> String {
+    out.trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+async fn fresh_database(dir: &PathBuf) -> String {
+    match std::env::var("POSTERN_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("postern_test_{:016x}", rand::random::<u64>());
+            let admin = Database::connect(&base)
+                .await
+                .expect("connect to test PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("postern.db").display()),
+    }
+}
+
+/// The activity kinds recorded for `alias`, oldest first.
+pub async fn activities(server: &TestServer, alias: &str) -> Vec<String> {
+    use postern_entity::{activity, alias as alias_entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let db = server.running().flow.db();
+    let alias = alias_entity::Entity::find()
+        .filter(alias_entity::Column::Email.eq(alias))
+        .one(db)
+        .await
+        .expect("query alias")
+        .expect("alias exists");
+    activity::Entity::find()
+        .filter(activity::Column::AliasId.eq(alias.id))
+        .order_by_asc(activity::Column::Id)
+        .all(db)
+        .await
+        .expect("query activities")
+        .into_iter()
+        .map(|a| a.kind)
+        .collect()
+}
+
+/// Every delivery's `(rcpt, status)`, oldest first.
+pub async fn deliveries(server: &TestServer) -> Vec<(String, String)> {
+    use postern_entity::delivery;
+    use sea_orm::{EntityTrait, QueryOrder};
+    delivery::Entity::find()
+        .order_by_asc(delivery::Column::Id)
+        .all(server.running().flow.db())
+        .await
+        .expect("query deliveries")
+        .into_iter()
+        .map(|d| (d.rcpt, d.status))
+        .collect()
+}

@@ -1,0 +1,172 @@
+use std::process::Command as Process;
+
+use postern::cli::{Command, DomainCommand};
+use postern_tests::client;
+use postern_tests::harness::WAIT;
+
+use crate::{message, reverse_alias_of, server_with_alias};
+
+#[tokio::test]
+async fn forward_rewrites_from_keeps_body_and_signs_twice() {
+    let (server, alias) = server_with_alias().await;
+    let body = "Hello from Bob.\r\n.leading dot line\r\nCaf\u{e9} cr\u{e8}me";
+    let raw = message("\"Bob Smith\" <bob@ext.test>", &alias, "order 1", body);
+    let reply = client::send(server.smtp(), "bob@ext.test", &[&alias], &raw).await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+
+    let got = server.sink.wait_for(1, WAIT).await;
+    let m = &got[0];
+    assert_eq!(m.rcpts, vec!["me@real.test"]);
+    assert!(
+        m.mail_from.starts_with("b.d") && m.mail_from.ends_with("@reply.test"),
+        "VERP: {}",
+        m.mail_from
+    );
+    let from = m.header("From").expect("From");
+    assert!(
+        from.starts_with("\"Bob Smith - bob at ext.test\" <"),
+        "{from}"
+    );
+    let reverse = reverse_alias_of(&from);
+    assert!(reverse.ends_with("@reply.test"), "{reverse}");
+    assert_eq!(m.header("Subject").as_deref(), Some("order 1"));
+    assert_eq!(
+        m.header("Message-ID").as_deref(),
+        Some("<orig-order-1@ext.test>")
+    );
+    assert_eq!(m.header("X-Postern-Alias").as_deref(), Some(alias.as_str()));
+    assert_eq!(
+        m.header("X-Postern-Envelope-From").as_deref(),
+        Some("bob@ext.test")
+    );
+    assert!(
+        m.header("X-Postern-Original-From")
+            .expect("orig from")
+            .contains("bob@ext.test")
+    );
+    assert!(m.header("Received").is_none(), "Received must be dropped");
+    let text = m.text();
+    assert!(
+        !text.contains("d=ext.test"),
+        "the sender's DKIM-Signature must be dropped"
+    );
+    assert_eq!(text.matches("DKIM-Signature:").count(), 2);
+    // Body byte-identical (the client dot-stuffed, the sink unstuffed).
+    let expected_body = format!("{body}\r\n");
+    assert_eq!(m.body(), expected_body.as_bytes());
+
+    // Both signatures verify against the published keys with an independent verifier.
+    let dns = server
+        .cli(Command::Domain(DomainCommand::Dns {
+            domain: "reply.test".into(),
+        }))
+        .await
+        .expect("dns");
+    let mut args = Vec::new();
+    for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
+        let (name, rest) = line.split_once(". IN TXT ").expect("TXT line");
+        let value: String = rest.split('"').skip(1).step_by(2).collect();
+        args.push("--txt".to_string());
+        args.push(format!("{name}={value}"));
+    }
+    assert_eq!(args.len(), 4, "two DKIM records expected in:\n{dns}");
+    let eml = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(eml.path(), &m.data).expect("write eml");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dkim_verify.py");
+    let out = Process::new("python3")
+        .arg(script)
+        .arg(eml.path())
+        .args(&args)
+        .arg("--domain")
+        .arg("reply.test")
+        .output()
+        .expect("run dkim_verify.py (needs python3 with dkimpy and pynacl)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "DKIM verification failed:\n{report}");
+    assert!(
+        report.contains("rsa-sha256") && report.contains("ed25519-sha256"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn forward_reaches_every_mailbox_once() {
+    let (server, _) = server_with_alias().await;
+    server.add_mailbox("me@real.test", "me@work.test").await;
+    let alias = server
+        .add_alias(
+            "me@real.test",
+            Some("multi@alias.test"),
+            &["me@real.test", "me@work.test"],
+        )
+        .await;
+    let raw = message("bob@ext.test", &alias, "hi both", "body");
+    let reply = client::send(server.smtp(), "bob@ext.test", &[&alias], &raw).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = server.sink.wait_for(2, WAIT).await;
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["me@real.test", "me@work.test"]);
+    // Separate deliveries: separate VERP addresses.
+    assert_ne!(got[0].mail_from, got[1].mail_from);
+    assert_eq!(got[0].header("From"), got[1].header("From"));
+}
+
+#[tokio::test]
+async fn disabled_alias_is_accepted_but_not_delivered() {
+    let (server, alias) = server_with_alias().await;
+    server
+        .cli(Command::Alias(postern::cli::AliasCommand::Disable {
+            alias: alias.clone(),
+        }))
+        .await
+        .expect("disable");
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "x", "y"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    // A second alias that is enabled proves the pipeline is live while the first stays silent.
+    let other = server
+        .add_alias("me@real.test", Some("open@alias.test"), &[])
+        .await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&other],
+        &message("bob@ext.test", &other, "z", "y"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("X-Postern-Alias").as_deref(),
+        Some("open@alias.test")
+    );
+    let activities = postern_tests::harness::activities(&server, &alias).await;
+    assert_eq!(activities, vec!["block"]);
+}
+
+#[tokio::test]
+async fn mail_from_own_mailbox_to_the_alias_does_not_loop() {
+    let (server, alias) = server_with_alias().await;
+    let reply = client::send(
+        server.smtp(),
+        "me@real.test",
+        &[&alias],
+        &message("me@real.test", &alias, "loop", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let activities = postern_tests::harness::activities(&server, &alias).await;
+    assert_eq!(activities, vec!["loop"]);
+    assert!(server.sink.received().is_empty());
+}

@@ -1,0 +1,170 @@
+use postern_tests::client;
+use postern_tests::harness::WAIT;
+
+use crate::{message, server_with_alias};
+
+#[tokio::test]
+async fn relay_down_queues_then_delivers_exactly_once() {
+    let (mut server, alias) = server_with_alias().await;
+    server.sink.stop().await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "queued", "x"),
+    )
+    .await;
+    assert!(
+        reply.starts_with("250"),
+        "accepted while the relay is down: {reply}"
+    );
+    // The first attempt fails and is rescheduled, not lost.
+    let flow = server.running().flow.clone();
+    wait_until(|| async {
+        postern_tests::harness::deliveries(&server).await
+            == vec![("me@real.test".to_string(), "queued".to_string())]
+            && attempts(&flow).await >= 1
+    })
+    .await;
+    server.sink.resume().await;
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    wait_until(|| async {
+        postern_tests::harness::deliveries(&server).await
+            == vec![("me@real.test".to_string(), "delivered".to_string())]
+    })
+    .await;
+    // Later queue passes send nothing more.
+    assert_eq!(
+        server
+            .running()
+            .flow
+            .run_due(100)
+            .await
+            .expect("queue pass"),
+        0
+    );
+    assert_eq!(server.sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn restart_resumes_a_non_empty_queue() {
+    let (mut server, alias) = server_with_alias().await;
+    server.sink.stop().await;
+    for n in 0..3 {
+        let reply = client::send(
+            server.smtp(),
+            "bob@ext.test",
+            &[&alias],
+            &message("bob@ext.test", &alias, &format!("m{n}"), "x"),
+        )
+        .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    server.stop().await;
+    server.sink.resume().await;
+    server.restart().await;
+    let got = server.sink.wait_for(3, WAIT).await;
+    let mut subjects: Vec<String> = got.iter().filter_map(|m| m.header("Subject")).collect();
+    subjects.sort();
+    assert_eq!(subjects, vec!["m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn permanent_failure_is_recorded_and_the_owner_told() {
+    let (server, _) = server_with_alias().await;
+    server.add_mailbox("me@real.test", "gone@work.test").await;
+    let alias = server
+        .add_alias("me@real.test", Some("two@alias.test"), &["gone@work.test"])
+        .await;
+    server.sink.refuse("gone@work.test");
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "lost", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(
+        got[0].rcpts,
+        vec!["me@real.test"],
+        "the notice goes to the default mailbox"
+    );
+    assert!(got[0].text().contains("gone@work.test"));
+    let deliveries = postern_tests::harness::deliveries(&server).await;
+    assert_eq!(
+        deliveries[0],
+        ("gone@work.test".to_string(), "failed".to_string())
+    );
+    let kinds = postern_tests::harness::activities(&server, &alias).await;
+    assert_eq!(kinds, vec!["forward", "bounce"]);
+}
+
+#[tokio::test]
+async fn a_bounce_to_a_verp_address_is_recorded_and_a_forged_one_refused() {
+    let (server, alias) = server_with_alias().await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "first", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"));
+    let got = server.sink.wait_for(1, WAIT).await;
+    let verp = got[0].mail_from.clone();
+    wait_until(|| async { postern_tests::harness::deliveries(&server).await[0].1 == "delivered" })
+        .await;
+    let dsn = format!(
+        "From: MAILER-DAEMON@real.test\r\nTo: {verp}\r\nSubject: Undelivered Mail\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n"
+    );
+    let reply = client::send(server.smtp(), "", &[&verp], dsn.as_bytes()).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        postern_tests::harness::deliveries(&server).await[0].1,
+        "bounced"
+    );
+    assert_eq!(
+        postern_tests::harness::activities(&server, &alias).await,
+        vec!["forward", "bounce"]
+    );
+
+    let forged = verp.replacen("b.d", "b.d9", 1);
+    let mut c = client::SmtpClient::ready(server.smtp()).await;
+    assert!(c.cmd("MAIL FROM:<>").await.starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{forged}>")).await;
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+}
+
+async fn attempts(flow: &postern_domain::mailflow::Mailflow) -> i32 {
+    use postern_entity::delivery;
+    use sea_orm::EntityTrait;
+    delivery::Entity::find()
+        .all(flow.db())
+        .await
+        .expect("deliveries")
+        .iter()
+        .map(|d| d.attempts)
+        .sum()
+}
+
+/// Polls a database condition (state with no event to wait on) until it holds or WAIT passes.
+async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    while tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+        if condition().await {
+            return;
+        }
+    }
+    panic!("condition not met within {WAIT:?}");
+}

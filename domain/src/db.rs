@@ -17,19 +17,17 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
 
 pub async fn connect_url(url: &str) -> Result<DatabaseConnection> {
     let sqlite = url.starts_with("sqlite:");
-    if sqlite {
-        if let Some(path) = sqlite_path(url) {
-            if let Some(parent) = std::path::Path::new(&path).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        crate::DomainError::Invalid(format!(
-                            "cannot create the database directory {}: {e}",
-                            parent.display()
-                        ))
-                    })?;
-                }
-            }
-        }
+    if sqlite
+        && let Some(path) = sqlite_path(url)
+        && let Some(parent) = std::path::Path::new(&path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            crate::DomainError::Invalid(format!(
+                "cannot create the database directory {}: {e}",
+                parent.display()
+            ))
+        })?;
     }
     let mut options = ConnectOptions::new(url.to_string());
     options

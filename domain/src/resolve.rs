@@ -49,10 +49,10 @@ pub async fn resolve_rcpt(
     if let Some(alias) = accounts::find_alias(db, address.as_str()).await? {
         return Ok(Recipient::Alias(alias));
     }
-    if let Some(contact) = accounts::find_contact_by_reverse_alias(db, address.as_str()).await? {
-        if let Some(alias) = alias_by_id(db, contact.alias_id).await? {
-            return Ok(Recipient::ReverseAlias { contact, alias });
-        }
+    if let Some(contact) = accounts::find_contact_by_reverse_alias(db, address.as_str()).await?
+        && let Some(alias) = alias_by_id(db, contact.alias_id).await?
+    {
+        return Ok(Recipient::ReverseAlias { contact, alias });
     }
     Ok(Recipient::Unknown)
 }

@@ -4,7 +4,7 @@
 //! own fresh PostgreSQL database instead of SQLite.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use postern::cli::{AliasCommand, Command, MailboxCommand, UserCommand};
@@ -45,7 +45,7 @@ impl TestServer {
         let sink = Sink::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_string_lossy().into_owned();
-        let database_url = fresh_database(&dir.path().to_path_buf()).await;
+        let database_url = fresh_database(dir.path()).await;
         let relay = format!("smtp://{}?tls=none", sink.addr);
         let mut pairs: Vec<(&str, &str)> = vec![
             ("data_dir", &data_dir),
@@ -156,7 +156,7 @@ pub fn last_line(out: &str) -> String {
         .to_string()
 }
 
-async fn fresh_database(dir: &PathBuf) -> String {
+async fn fresh_database(dir: &Path) -> String {
     match std::env::var("POSTERN_TEST_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
             let name = format!("postern_test_{:016x}", rand::random::<u64>());

@@ -29,20 +29,20 @@ impl Received {
         let head = text.split("\r\n\r\n").next().unwrap_or_default();
         let mut lines = head.split("\r\n").peekable();
         while let Some(line) = lines.next() {
-            if let Some((n, v)) = line.split_once(':') {
-                if n.eq_ignore_ascii_case(name) {
-                    let mut value = v.trim().to_string();
-                    while let Some(next) = lines.peek() {
-                        if next.starts_with(' ') || next.starts_with('\t') {
-                            value.push(' ');
-                            value.push_str(next.trim());
-                            lines.next();
-                        } else {
-                            break;
-                        }
+            if let Some((n, v)) = line.split_once(':')
+                && n.eq_ignore_ascii_case(name)
+            {
+                let mut value = v.trim().to_string();
+                while let Some(next) = lines.peek() {
+                    if next.starts_with(' ') || next.starts_with('\t') {
+                        value.push(' ');
+                        value.push_str(next.trim());
+                        lines.next();
+                    } else {
+                        break;
                     }
-                    return Some(value);
                 }
+                return Some(value);
             }
         }
         None

@@ -11,7 +11,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(
+                    "info,tokio_cron_scheduler=warn,sea_orm_migration=warn",
+                )),
         )
         .with_writer(std::io::stderr)
         .init();

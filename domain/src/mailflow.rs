@@ -312,7 +312,12 @@ impl Mailflow {
             reverse_aliases: &reverse_aliases,
             restore_ids: &restore_ids,
         };
-        let rewritten = rewrite::rewrite_forward(raw, &ctx).map_err(malformed)?;
+        let mut rewritten = rewrite::rewrite_forward(raw, &ctx).map_err(malformed)?;
+        if inspection.message_id.is_none() {
+            // Receivers distrust mail without one; ours carries nothing about the alias.
+            let id = notice::new_message_id(&settings.mail.reply_domain);
+            rewritten.splice(0..0, format!("Message-ID: <{id}>\r\n").into_bytes());
+        }
         let signed = self
             .inner
             .signers

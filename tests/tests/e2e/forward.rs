@@ -170,3 +170,15 @@ async fn mail_from_own_mailbox_to_the_alias_does_not_loop() {
     assert_eq!(activities, vec!["loop"]);
     assert!(server.sink.received().is_empty());
 }
+
+#[tokio::test]
+async fn a_forward_without_message_id_gets_one() {
+    let (server, alias) = server_with_alias().await;
+    let raw = format!("From: bob@ext.test\r\nTo: {alias}\r\nSubject: no id\r\n\r\nbody\r\n");
+    let reply = client::send(server.smtp(), "bob@ext.test", &[&alias], raw.as_bytes()).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let id = got[0].header("Message-ID").expect("a Message-ID was added");
+    assert!(id.starts_with('<') && id.ends_with("@reply.test>"), "{id}");
+    assert!(got[0].header("Date").is_some(), "a Date was added");
+}

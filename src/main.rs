@@ -10,10 +10,11 @@ async fn main() -> ExitCode {
     postern::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
                     "info,tokio_cron_scheduler=warn,sea_orm_migration=warn",
-                )),
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -61,6 +61,9 @@ pub struct MailSettings {
     pub reply_domain: String,
     /// The EHLO name of the gateway and of outbound connections.
     pub hostname: String,
+    /// Where mail to `postmaster@` and `abuse@` our domains goes (RFC 5321 4.5.1), unless an
+    /// alias with that address exists. `None` refuses it like any unknown address.
+    pub postmaster: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +325,16 @@ impl Reader<'_> {
         if !is_domain(&hostname) {
             self.error("mail.hostname", "is not a host name");
         }
+        let postmaster = self
+            .string("mail.postmaster")
+            .map(|p| p.trim().to_ascii_lowercase());
+        if let Some(p) = &postmaster
+            && !p
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && is_domain(d))
+        {
+            self.error("mail.postmaster", &format!("`{p}` is not an email address"));
+        }
         let relay = match self.string("outbound.relay") {
             Some(s) if !s.is_empty() => match parse_relay(&s) {
                 Ok(r) => Some(r),
@@ -351,6 +364,7 @@ impl Reader<'_> {
                 alias_domains,
                 reply_domain,
                 hostname,
+                postmaster,
             },
             outbound,
             queue,

@@ -36,6 +36,11 @@ pub async fn create_user(db: &impl ConnectionTrait, email: &EmailAddress) -> Res
             "{email} is already a mailbox of another user"
         )));
     }
+    if !address_is_free(db, email.as_str()).await? {
+        return Err(DomainError::Conflict(format!(
+            "{email} is an alias or reverse alias on this server, not a real mailbox"
+        )));
+    }
     let now = chrono::Utc::now();
     let user = user::ActiveModel {
         email: Set(email.to_string()),
@@ -253,6 +258,11 @@ async fn check_new_alias_address(
         return Err(DomainError::Invalid(format!(
             "{address} is not on an alias domain (alias domains: {})",
             settings.mail.alias_domains.join(", ")
+        )));
+    }
+    if address.domain() == settings.mail.reply_domain && address.local() == "noreply" {
+        return Err(DomainError::Invalid(format!(
+            "{address} is reserved: Postern sends its notices from it"
         )));
     }
     if Verp::looks_like(address.local()) {

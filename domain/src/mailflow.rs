@@ -125,7 +125,9 @@ impl Mailflow {
     pub async fn check_rcpt(&self, mail_from: &str, rcpt: &str) -> RcptDecision {
         let inner = &*self.inner;
         match resolve_rcpt(&inner.db, &inner.settings, &inner.verp_key, rcpt).await {
-            Ok(Recipient::Alias(_)) | Ok(Recipient::Bounce(_)) => RcptDecision::Accept,
+            Ok(Recipient::Alias(_) | Recipient::Bounce(_) | Recipient::Postmaster(_)) => {
+                RcptDecision::Accept
+            }
             Ok(Recipient::ReverseAlias { alias, .. }) => {
                 match authorised_sender(&inner.db, &alias, mail_from).await {
                     Ok(Some(_)) => RcptDecision::Accept,
@@ -173,20 +175,40 @@ impl Mailflow {
         let txn = crate::db::begin_write(&inner.db).await?;
         let mut work = Work::default();
         let mut replies: BTreeMap<i64, (alias::Model, Vec<contact::Model>)> = BTreeMap::new();
+        // Two spellings of one address (`a@d`, `A@d.`) are one recipient.
+        let mut forwarded = std::collections::HashSet::new();
         for rcpt in rcpts {
             match resolve_rcpt(&txn, &inner.settings, &inner.verp_key, rcpt).await? {
                 Recipient::Alias(alias) => {
-                    self.forward(&txn, &alias, mail_from, raw, &mut work)
-                        .await?
+                    if forwarded.insert(alias.id) {
+                        self.forward(&txn, &alias, mail_from, raw, &mut work)
+                            .await?;
+                    }
                 }
                 Recipient::ReverseAlias { contact, alias } => {
-                    replies
+                    let entry = replies
                         .entry(alias.id)
-                        .or_insert_with(|| (alias, Vec::new()))
-                        .1
-                        .push(contact);
+                        .or_insert_with(|| (alias, Vec::new()));
+                    if !entry.1.iter().any(|c| c.id == contact.id) {
+                        entry.1.push(contact);
+                    }
                 }
                 Recipient::Bounce(verp) => self.bounce(&txn, verp, raw, &mut work).await?,
+                Recipient::Postmaster(to) => {
+                    // Passed on as it came, marked, unsigned: we do not vouch for its content.
+                    let mut body = format!("X-Postern-Postmaster: {rcpt}\r\n").into_bytes();
+                    body.extend_from_slice(raw);
+                    let delivery = NewDelivery {
+                        kind: Kind::Notice,
+                        rcpt: to,
+                        user_id: None,
+                        alias_id: None,
+                        contact_id: None,
+                    };
+                    let ids =
+                        queue::enqueue(&txn, &inner.settings.queue, body, &[delivery]).await?;
+                    work.deliveries.extend(ids);
+                }
                 Recipient::Unknown | Recipient::Foreign => {
                     tracing::warn!(rcpt, "recipient vanished between RCPT and DATA");
                 }
@@ -244,23 +266,22 @@ impl Mailflow {
                 name: Some("Unknown sender".into()),
                 address: format!("noreply@{}", settings.mail.reply_domain),
             });
+        // Even a sender on our own domains gets a reverse alias: the owner's answer must go
+        // back through the reply flow, never straight from the mailbox.
         let mut reverse_aliases = HashMap::new();
-        let sender_contact = if accounts::is_our_domain(settings, domain_of(&original_from.address))
-        {
-            reverse_aliases.insert(original_from.address.clone(), original_from.address.clone());
-            None
-        } else {
-            let c = accounts::get_or_create_contact(
-                db,
-                settings,
-                alias,
-                &original_from.address,
-                original_from.name.as_deref(),
-            )
-            .await?;
-            reverse_aliases.insert(original_from.address.to_lowercase(), c.reply_email.clone());
-            Some(c)
-        };
+        let sender_contact = accounts::get_or_create_contact(
+            db,
+            settings,
+            alias,
+            &original_from.address,
+            original_from.name.as_deref(),
+        )
+        .await?;
+        reverse_aliases.insert(
+            original_from.address.to_lowercase(),
+            sender_contact.reply_email.clone(),
+        );
+        let sender_contact = Some(sender_contact);
         if !alias.enabled {
             record(
                 db,
@@ -436,6 +457,7 @@ impl Mailflow {
             .await?;
         let ctx = ReplyContext {
             alias: &alias.email,
+            mailbox: &sender.email,
             alias_name: alias.name.as_deref(),
             contacts: &contacts_by_reverse,
             new_message_id: &new_id,
@@ -450,6 +472,9 @@ impl Mailflow {
             }
             Err(e) => return Err(malformed(e)),
         };
+        // Quoted text and signatures can carry the mailbox address too: it becomes the alias.
+        let rewritten =
+            replace_ignore_ascii_case(&rewritten, sender.email.as_bytes(), alias.email.as_bytes());
         let signed = self.inner.signers.sign(&alias_domain, &rewritten)?;
         let deliveries: Vec<NewDelivery> = envelope_contacts
             .iter()
@@ -519,6 +544,14 @@ impl Mailflow {
         let Some(d) = queue::find(db, verp.delivery_id).await? else {
             return Ok(());
         };
+        if !is_failure_report(raw) {
+            // Delay warnings and auto-replies to the envelope sender are not bounces.
+            if let Some(alias) = self.alias_of(db, &d).await? {
+                let detail = format!("non-bounce mail to the bounce address of {}", d.rcpt);
+                record(db, &alias, None, "auto-reply", Some(detail)).await?;
+            }
+            return Ok(());
+        }
         let detail = bounce_summary(raw);
         if d.status != queue::BOUNCED {
             queue::mark_bounced(db, &d, &detail).await?;
@@ -704,15 +737,15 @@ impl Mailflow {
                 Ok(Attempt::Delivered)
             }
             Err(SendError::Permanent(e)) => {
-                queue::mark_failed(&inner.db, &d, &e).await?;
-                self.tell_owner_of_failure(&d, &e).await?;
+                self.fail(&d, &e).await?;
                 Ok(Attempt::Failed(e))
             }
             Err(SendError::Temporary(e)) => {
                 match queue::retry_later(&inner.db, &inner.settings.queue, &d, &e).await? {
                     Retry::At(_) => Ok(Attempt::Retrying(e)),
                     Retry::GaveUp => {
-                        self.tell_owner_of_failure(&d, &e).await?;
+                        let e = format!("gave up after {} attempts: {e}", d.attempts);
+                        self.fail(&d, &e).await?;
                         Ok(Attempt::Failed(e))
                     }
                 }
@@ -720,54 +753,47 @@ impl Mailflow {
         }
     }
 
-    async fn tell_owner_of_failure(&self, d: &delivery::Model, error: &str) -> Result<()> {
-        let db = &self.inner.db;
-        let kind = Kind::parse(&d.kind);
-        if kind == Kind::Notice {
-            return Ok(()); // never notify about a notice: that could loop
-        }
-        let (Some(user_id), Some(alias)) = (d.user_id, self.alias_of(db, d).await?) else {
-            return Ok(());
-        };
-        let Some(to) = self.owner_mailbox(db, user_id).await? else {
-            return Ok(());
-        };
-        let text = match kind {
-            Kind::Forward => format!(
-                "A message sent to your alias {} could not be delivered to your mailbox {}.\n\n\
-                 The mailbox's server said:\n{error}",
-                alias.email, d.rcpt
-            ),
-            _ => format!(
-                "Your message sent from {} to {} could not be delivered.\n\n\
-                 The recipient's server said:\n{error}",
-                alias.email, d.rcpt
-            ),
-        };
-        let txn = crate::db::begin_write(db).await?;
+    /// Marks a delivery failed and, in the same transaction, tells its owner: a failure is
+    /// never recorded without the notice being queued.
+    async fn fail(&self, d: &delivery::Model, error: &str) -> Result<()> {
+        let txn = crate::db::begin_write(&self.inner.db).await?;
+        queue::mark_failed(&txn, d, error).await?;
         let mut work = Work::default();
-        let contact = match d.contact_id {
-            Some(id) => contact::Entity::find_by_id(id).one(&txn).await?,
-            None => None,
-        };
-        record(
-            &txn,
-            &alias,
-            contact.as_ref(),
-            "bounce",
-            Some(format!("{}: {error}", d.rcpt)),
-        )
-        .await?;
-        self.notify(
-            &txn,
-            user_id,
-            Some(alias.id),
-            &to,
-            "Undelivered message",
-            &text,
-            &mut work,
-        )
-        .await?;
+        let kind = Kind::parse(&d.kind);
+        // Never notify about a notice: that could loop.
+        if kind != Kind::Notice
+            && let (Some(user_id), Some(alias)) = (d.user_id, self.alias_of(&txn, d).await?)
+            && let Some(to) = self.owner_mailbox(&txn, user_id).await?
+        {
+            let text = match kind {
+                Kind::Forward => format!(
+                    "A message sent to your alias {} could not be delivered to your mailbox {}.\n\n\
+                     The mailbox's server said:\n{error}",
+                    alias.email, d.rcpt
+                ),
+                _ => format!(
+                    "Your message sent from {} to {} could not be delivered.\n\n\
+                     The recipient's server said:\n{error}",
+                    alias.email, d.rcpt
+                ),
+            };
+            let contact = match d.contact_id {
+                Some(id) => contact::Entity::find_by_id(id).one(&txn).await?,
+                None => None,
+            };
+            let detail = format!("{}: {error}", d.rcpt);
+            record(&txn, &alias, contact.as_ref(), "bounce", Some(detail)).await?;
+            self.notify(
+                &txn,
+                user_id,
+                Some(alias.id),
+                &to,
+                "Undelivered message",
+                &text,
+                &mut work,
+            )
+            .await?;
+        }
         txn.commit().await?;
         self.deliver_soon(work.deliveries);
         Ok(())
@@ -895,6 +921,27 @@ mod tests {
     use super::normalize_line_endings;
 
     #[test]
+    fn mailbox_address_is_replaced_whatever_its_case() {
+        let out = super::replace_ignore_ascii_case(
+            b"Me@Real.test wrote: <me@real.test>",
+            b"me@real.test",
+            b"shop@alias.test",
+        );
+        assert_eq!(out, b"shop@alias.test wrote: <shop@alias.test>");
+    }
+
+    #[test]
+    fn only_failure_reports_are_bounces() {
+        let dsn = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nAction: failed\r\n";
+        let delayed = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nAction: delayed\r\n";
+        assert!(super::is_failure_report(dsn));
+        assert!(!super::is_failure_report(delayed));
+        assert!(!super::is_failure_report(
+            b"Subject: Out of office\r\n\r\nback monday\r\n"
+        ));
+    }
+
+    #[test]
     fn line_endings_become_crlf() {
         assert_eq!(&*normalize_line_endings(b"a\r\nb\r\n"), b"a\r\nb\r\n");
         assert_eq!(
@@ -903,4 +950,36 @@ mod tests {
         );
         assert_eq!(&*normalize_line_endings(b"\n.\r\n"), b"\r\n.\r\n");
     }
+}
+
+/// A delivery status notification that reports a failure (RFC 3464 `Action: failed`).
+fn is_failure_report(raw: &[u8]) -> bool {
+    let head = &raw[..raw.len().min(256 * 1024)];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    text.contains("multipart/report")
+        && text.contains("delivery-status")
+        && text
+            .lines()
+            .any(|l| l.trim().starts_with("action:") && l.contains("failed"))
+}
+
+/// Replaces every ASCII-case-insensitive occurrence of `needle`.
+pub fn replace_ignore_ascii_case(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack.len() - i >= needle.len()
+            && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }

@@ -163,6 +163,11 @@ async fn send_direct(
                 _ => None,
             })
             .collect(),
+        Err(e) if e.is_nx_domain() => {
+            return Err(SendError::Permanent(format!(
+                "the domain {domain} does not exist"
+            )));
+        }
         Err(e) if e.is_no_records_found() => Vec::new(),
         Err(e) => return Err(SendError::Temporary(format!("MX lookup for {domain}: {e}"))),
     };

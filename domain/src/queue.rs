@@ -204,13 +204,7 @@ pub async fn retry_later(
     let delay = backoff(settings, d.attempts);
     let next = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
     if next > d.expires_at {
-        set_status(
-            db,
-            d,
-            FAILED,
-            Some(format!("gave up after {} attempts: {error}", d.attempts)),
-        )
-        .await?;
+        // The caller fails it together with telling the owner.
         return Ok(Retry::GaveUp);
     }
     let mut active: delivery::ActiveModel = d.clone().into();

@@ -22,6 +22,8 @@ pub enum Recipient {
     },
     /// A signed VERP address: a bounce for one of our deliveries.
     Bounce(Verp),
+    /// `postmaster@`/`abuse@` one of our domains (or bare `postmaster`): to `mail.postmaster`.
+    Postmaster(String),
     /// An address on our domains that does not exist.
     Unknown,
     /// Not our domain, or an address with routing tricks: we are not a relay.
@@ -35,6 +37,9 @@ pub async fn resolve_rcpt(
     rcpt: &str,
 ) -> Result<Recipient> {
     let Ok(address) = EmailAddress::parse(rcpt) else {
+        if rcpt.eq_ignore_ascii_case("postmaster") {
+            return Ok(postmaster(settings));
+        }
         return Ok(Recipient::Foreign);
     };
     if !accounts::is_our_domain(settings, address.domain()) {
@@ -54,7 +59,17 @@ pub async fn resolve_rcpt(
     {
         return Ok(Recipient::ReverseAlias { contact, alias });
     }
+    if matches!(address.local(), "postmaster" | "abuse") {
+        return Ok(postmaster(settings));
+    }
     Ok(Recipient::Unknown)
+}
+
+fn postmaster(settings: &Settings) -> Recipient {
+    match &settings.mail.postmaster {
+        Some(to) => Recipient::Postmaster(to.clone()),
+        None => Recipient::Unknown,
+    }
 }
 
 async fn alias_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<alias::Model>> {

@@ -69,6 +69,8 @@ pub struct ForwardContext<'a> {
 
 pub struct ReplyContext<'a> {
     pub alias: &'a str,
+    /// The owner's mailbox the reply came from: its domain is treated as revealing.
+    pub mailbox: &'a str,
     pub alias_name: Option<&'a str>,
     /// Lowercased reverse alias → real contact.
     pub contacts: &'a HashMap<String, Mailbox>,
@@ -672,6 +674,11 @@ pub fn rewrite_reply(raw: &[u8], ctx: &ReplyContext) -> Result<Vec<u8>, RewriteE
     // The owner's mailbox domains (from From/Sender/Reply-To): unmapped ids on them are
     // removed from References, and any other copied field mentioning them is dropped.
     let mut owner_hosts: Vec<String> = Vec::new();
+    if let Some((_, host)) = ctx.mailbox.to_lowercase().rsplit_once('@')
+        && host != alias_host
+    {
+        owner_hosts.push(host.to_string());
+    }
     for field in &parts.fields {
         if let Some(canon) = ["From", "Sender", "Reply-To"]
             .into_iter()
@@ -862,6 +869,7 @@ mod tests {
     ) -> Result<Vec<u8>, RewriteError> {
         let ctx = ReplyContext {
             alias: ALIAS,
+            mailbox: "me@real.test",
             alias_name: Some("Shop"),
             contacts,
             new_message_id: "new-1@alias.test",
@@ -1165,6 +1173,7 @@ mod tests {
         assert_eq!(body, head_body(raw).1);
         let ctx = ReplyContext {
             alias: ALIAS,
+            mailbox: "me@real.test",
             alias_name: None,
             contacts: &contacts,
             new_message_id: "x@alias.test",

@@ -12,7 +12,10 @@ use postern_tests::harness::TestServer;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let total = args.first().copied().unwrap_or(2000);
     let connections = args.get(1).copied().unwrap_or(8).max(1);
     let per_connection = total / connections;
@@ -20,7 +23,9 @@ async fn main() {
 
     let server = TestServer::start().await;
     server.add_user("me@real.test").await;
-    let alias = server.add_alias("me@real.test", Some("bench@alias.test"), &[]).await;
+    let alias = server
+        .add_alias("me@real.test", Some("bench@alias.test"), &[])
+        .await;
     let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod.\r\n";
     let mut body = String::new();
     while body.len() < 3800 {
@@ -54,7 +59,12 @@ async fn main() {
     let accepted = started.elapsed();
     server.sink.wait_for(total, Duration::from_secs(600)).await;
     let delivered = started.elapsed();
-    let size = server.sink.received().first().map(|m| m.data.len()).unwrap_or(0);
+    let size = server
+        .sink
+        .received()
+        .first()
+        .map(|m| m.data.len())
+        .unwrap_or(0);
     let backend = if std::env::var("POSTERN_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
         "PostgreSQL"
     } else {

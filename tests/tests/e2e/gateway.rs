@@ -106,3 +106,62 @@ async fn a_real_client_library_can_send_through_the_gateway() {
     server.sink.wait_for(1, postern_tests::harness::WAIT).await;
     let _ = client::send; // the helper used by the other tests
 }
+
+#[tokio::test]
+async fn postmaster_reaches_the_configured_admin() {
+    let server = TestServer::start_with(&[("mail.postmaster", "admin@ops.test")]).await;
+    for rcpt in ["postmaster@alias.test", "abuse@reply.test"] {
+        let raw =
+            format!("From: someone@ext.test\r\nTo: {rcpt}\r\nSubject: report\r\n\r\nhello\r\n");
+        let r = client::send(server.smtp(), "someone@ext.test", &[rcpt], raw.as_bytes()).await;
+        assert!(r.starts_with("250"), "{rcpt}: {r}");
+    }
+    let mut c = SmtpClient::ready(server.smtp()).await;
+    assert!(
+        c.cmd("MAIL FROM:<someone@ext.test>")
+            .await
+            .starts_with("250")
+    );
+    let r = c.cmd("RCPT TO:<Postmaster>").await;
+    assert!(r.starts_with("250"), "bare postmaster: {r}");
+    let got = server.sink.wait_for(2, postern_tests::harness::WAIT).await;
+    assert!(got.iter().all(|m| m.rcpts == vec!["admin@ops.test"]));
+    assert_eq!(
+        got[0].header("X-Postern-Postmaster").as_deref(),
+        Some("postmaster@alias.test")
+    );
+
+    // Without a postmaster configured, the address is unknown like any other.
+    let (plain, _) = server_with_alias().await;
+    let mut c = SmtpClient::ready(plain.smtp()).await;
+    assert!(
+        c.cmd("MAIL FROM:<someone@ext.test>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        c.cmd("RCPT TO:<postmaster@alias.test>")
+            .await
+            .starts_with("550 5.1.1")
+    );
+}
+
+#[tokio::test]
+async fn a_sender_on_our_own_domain_still_gets_a_reverse_alias() {
+    let (server, alias) = server_with_alias().await;
+    server.add_user("b@real2.test").await;
+    let other = server
+        .add_alias("b@real2.test", Some("b-alias@alias.test"), &[])
+        .await;
+    let raw = crate::message(&other, &alias, "alias to alias", "hi");
+    let r = client::send(server.smtp(), &other, &[&alias], &raw).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, postern_tests::harness::WAIT).await;
+    let from = got[0].header("From").expect("From");
+    let reverse = crate::reverse_alias_of(&from);
+    assert_ne!(
+        reverse, other,
+        "the owner must answer through a reverse alias: {from}"
+    );
+    assert!(reverse.ends_with("@reply.test"));
+}

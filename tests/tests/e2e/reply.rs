@@ -41,7 +41,7 @@ fn owner_reply(to: &str, cc: Option<&str>, in_reply_to: &str) -> Vec<u8> {
          MIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
          \r\n\
-         Thanks Bob!\r\n"
+         Thanks Bob!\r\n\r\nOn Sunday, Me <ME@real.test> wrote:\r\n> hello\r\n"
     )
     .into_bytes()
 }

@@ -916,6 +916,38 @@ pub fn normalize_line_endings(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A delivery status notification that reports a failure (RFC 3464 `Action: failed`).
+fn is_failure_report(raw: &[u8]) -> bool {
+    let head = &raw[..raw.len().min(256 * 1024)];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    text.contains("multipart/report")
+        && text.contains("delivery-status")
+        && text
+            .lines()
+            .any(|l| l.trim().starts_with("action:") && l.contains("failed"))
+}
+
+/// Replaces every ASCII-case-insensitive occurrence of `needle`.
+pub fn replace_ignore_ascii_case(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack.len() - i >= needle.len()
+            && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize_line_endings;
@@ -950,36 +982,4 @@ mod tests {
         );
         assert_eq!(&*normalize_line_endings(b"\n.\r\n"), b"\r\n.\r\n");
     }
-}
-
-/// A delivery status notification that reports a failure (RFC 3464 `Action: failed`).
-fn is_failure_report(raw: &[u8]) -> bool {
-    let head = &raw[..raw.len().min(256 * 1024)];
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    text.contains("multipart/report")
-        && text.contains("delivery-status")
-        && text
-            .lines()
-            .any(|l| l.trim().starts_with("action:") && l.contains("failed"))
-}
-
-/// Replaces every ASCII-case-insensitive occurrence of `needle`.
-pub fn replace_ignore_ascii_case(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() {
-        return haystack.to_vec();
-    }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack.len() - i >= needle.len()
-            && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
-        {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
 }

@@ -115,13 +115,16 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
             mailboxes,
         }) => {
             let user = accounts::require_user(&db, user_email).await?;
-            let address = address.as_deref().map(parse).transpose()?;
+            let address = match address.as_deref() {
+                Some(a) => accounts::NewAliasAddress::Exact(parse(a)?),
+                None => accounts::NewAliasAddress::RandomWords,
+            };
             let mailboxes = mailboxes
                 .iter()
                 .map(|m| parse(m))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let alias =
-                accounts::create_alias(&db, settings, &user, address.as_ref(), &mailboxes).await?;
+                accounts::create_alias(&db, settings, &user, address, &mailboxes, None).await?;
             format!("{}\n", alias.email)
         }
         Command::Alias(AliasCommand::List { user_email }) => {

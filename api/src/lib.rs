@@ -1,5 +1,8 @@
-//! The HTTP side: for now the health endpoint that load balancers and the tests poll.
-//! The SimpleLogin-compatible REST API and the web UI build on this router.
+//! The HTTP side: the SimpleLogin-compatible REST API under `/api` and the health endpoint.
+
+mod error;
+mod extract;
+mod simplelogin;
 
 use std::future::Future;
 
@@ -11,6 +14,9 @@ use axum::{Json, Router};
 use postern_domain::mailflow::Mailflow;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use tower_http::cors::{Any, CorsLayer};
+
+pub use error::ApiError;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,9 +24,21 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Browser extensions call the API from other origins, with the key in a header.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any);
+    let api = simplelogin::routes()
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        })
+        .layer(cors);
     Router::new()
         .route("/health", get(health))
-        .fallback(not_found)
+        .nest("/api", api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state)
 }
 
@@ -32,17 +50,9 @@ async fn health(State(state): State<AppState>) -> Response {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "database unavailable"})),
-            )
-                .into_response()
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
-}
-
-async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": "Not found"}))).into_response()
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -160,15 +160,28 @@ pub fn is_our_domain(settings: &Settings, domain: &str) -> bool {
     settings.mail.reply_domain == domain || settings.mail.alias_domains.iter().any(|d| d == domain)
 }
 
-/// Creates an alias for `user`: the given address, or a random `word_word123` on the first
-/// alias domain. `mailboxes` (addresses of the user's own verified mailboxes) default to the
-/// user's default mailbox.
+/// The address a new alias gets.
+#[derive(Debug, Clone)]
+pub enum NewAliasAddress {
+    /// Exactly this one (on an alias domain, free).
+    Exact(EmailAddress),
+    /// `word_word123` on the first alias domain.
+    RandomWords,
+    /// A random UUID on the first alias domain.
+    RandomUuid,
+    /// `<site>.<word>123` for a website's host name (the one-click alias of browser tools).
+    Website(String),
+}
+
+/// Creates an alias for `user`. `mailboxes` (addresses of the user's own verified mailboxes)
+/// default to the user's default mailbox.
 pub async fn create_alias(
     db: &impl ConnectionTrait,
     settings: &Settings,
     user: &user::Model,
-    address: Option<&EmailAddress>,
+    address: NewAliasAddress,
     mailboxes: &[EmailAddress],
+    note: Option<String>,
 ) -> Result<alias::Model> {
     let targets = pick_mailboxes(db, user, mailboxes).await?;
     if let Some(quota) = user.alias_quota {
@@ -183,16 +196,17 @@ pub async fn create_alias(
         }
     }
     let email = match address {
-        Some(address) => {
-            check_new_alias_address(db, settings, address).await?;
+        NewAliasAddress::Exact(address) => {
+            check_new_alias_address(db, settings, &address).await?;
             address.to_string()
         }
-        None => random_alias(db, settings).await?,
+        other => random_alias(db, settings, &other).await?,
     };
     let alias = alias::ActiveModel {
         user_id: Set(user.id),
         email: Set(email),
         enabled: Set(true),
+        note: Set(note.map(|n| n.chars().take(10_000).collect())),
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     }
@@ -298,14 +312,32 @@ async fn address_is_free(db: &impl ConnectionTrait, email: &str) -> Result<bool>
         && find_mailbox(db, email).await?.is_none())
 }
 
-async fn random_alias(db: &impl ConnectionTrait, settings: &Settings) -> Result<String> {
+async fn random_alias(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    kind: &NewAliasAddress,
+) -> Result<String> {
     let domain = settings.default_alias_domain();
+    let site = match kind {
+        NewAliasAddress::Website(host) => site_label(host),
+        _ => None,
+    };
     for _ in 0..20 {
         let local = {
             let mut rng = rand::rng();
-            let a = WORDS[rng.random_range(0..WORDS.len())];
-            let b = WORDS[rng.random_range(0..WORDS.len())];
-            format!("{a}_{b}{:03}", rng.random_range(0..1000))
+            let word = |rng: &mut rand::rngs::ThreadRng| WORDS[rng.random_range(0..WORDS.len())];
+            match (kind, &site) {
+                (NewAliasAddress::RandomUuid, _) => uuid_v4(&mut rng),
+                (_, Some(site)) => {
+                    format!("{site}.{}{:03}", word(&mut rng), rng.random_range(0..1000))
+                }
+                _ => format!(
+                    "{}_{}{:03}",
+                    word(&mut rng),
+                    word(&mut rng),
+                    rng.random_range(0..1000)
+                ),
+            }
         };
         let email = format!("{local}@{domain}");
         if address_is_free(db, &email).await? {
@@ -315,6 +347,95 @@ async fn random_alias(db: &impl ConnectionTrait, settings: &Settings) -> Result<
     Err(DomainError::Conflict(
         "could not find a free random alias; try again".into(),
     ))
+}
+
+/// The name of a site from its host name: `www.github.com` → `github`,
+/// `shop.example.co.uk` → `example`. `None` when nothing usable is left.
+pub fn site_label(host: &str) -> Option<String> {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host = host
+        .split("://")
+        .last()
+        .unwrap_or_default()
+        .split(['/', ':', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let labels: Vec<&str> = host.split('.').filter(|l| !l.is_empty()).collect();
+    let label = match labels.as_slice() {
+        [] => return None,
+        [only] => *only,
+        // `co.uk`, `com.au`: a short second-level label under a country code.
+        [.., name, second, tld] if second.len() <= 3 && tld.len() == 2 => *name,
+        [.., name, _tld] => *name,
+    };
+    let clean: String = label
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
+    let clean = clean.trim_matches(['-', '_']).to_string();
+    (!clean.is_empty()).then_some(clean)
+}
+
+fn uuid_v4(rng: &mut impl RngCore) -> String {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = HEXLOWER.encode(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The user an API key belongs to; records its use.
+pub async fn user_by_api_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<user::Model>> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    let hash = hash_api_key(key.trim());
+    let Some(row) = api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(hash.as_str()))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    api_key::Entity::update_many()
+        .col_expr(
+            api_key::Column::UseCount,
+            Expr::col(api_key::Column::UseCount).add(1),
+        )
+        .col_expr(
+            api_key::Column::LastUsed,
+            Expr::value(Some(chrono::Utc::now())),
+        )
+        .filter(api_key::Column::Id.eq(row.id))
+        .exec(db)
+        .await?;
+    Ok(user::Entity::find_by_id(row.user_id).one(db).await?)
+}
+
+/// One of the user's aliases by id; another user's alias is `None`, like a missing one.
+pub async fn user_alias(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    alias_id: i64,
+) -> Result<Option<alias::Model>> {
+    Ok(alias::Entity::find_by_id(alias_id)
+        .filter(alias::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn toggle_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<alias::Model> {
+    let enabled = !alias.enabled;
+    let mut active: alias::ActiveModel = alias.into();
+    active.enabled = Set(enabled);
+    Ok(active.update(db).await?)
 }
 
 pub async fn find_alias(db: &impl ConnectionTrait, email: &str) -> Result<Option<alias::Model>> {
@@ -474,6 +595,21 @@ mod tests {
             .expect("random");
         assert_eq!(random.len(), 20);
         assert!(EmailAddress::parse(&a).is_ok(), "{a}");
+    }
+
+    #[test]
+    fn site_labels() {
+        assert_eq!(site_label("www.github.com").as_deref(), Some("github"));
+        assert_eq!(
+            site_label("https://shop.example.co.uk/path").as_deref(),
+            Some("example")
+        );
+        assert_eq!(site_label("localhost:8080").as_deref(), Some("localhost"));
+        assert_eq!(site_label("...").as_deref(), None);
+        assert_eq!(site_label("bad!chars$.com").as_deref(), Some("badchars"));
+        let mut rng = rand::rng();
+        let u = uuid_v4(&mut rng);
+        assert_eq!((u.len(), &u[14..15]), (36, "4"));
     }
 
     #[test]

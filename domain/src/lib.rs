@@ -7,6 +7,7 @@ pub mod address;
 pub mod db;
 pub mod dkim;
 pub mod error;
+pub mod listing;
 pub mod mailflow;
 pub mod notice;
 pub mod outbound;

@@ -12,6 +12,8 @@ pub struct Model {
     pub enabled: bool,
     pub name: Option<String>,
     pub note: Option<String>,
+    /// Shown first in lists.
+    pub pinned: bool,
     pub created_at: DateTimeUtc,
 }
 

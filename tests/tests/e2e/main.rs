@@ -2,6 +2,7 @@
 //! sink receiving. Runs on SQLite, or on PostgreSQL with POSTERN_TEST_DATABASE_URL.
 
 mod admin;
+mod api;
 mod forward;
 mod gateway;
 mod queue;

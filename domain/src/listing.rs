@@ -1,0 +1,207 @@
+//! Read models for the API: pages of aliases with their counters, mailboxes with their use.
+//!
+//! Every query is scoped to one user; a page costs a fixed number of queries, whatever its size.
+
+use std::collections::HashMap;
+
+use postern_entity::{activity, alias, alias_mailbox, contact, mailbox};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::Result;
+
+/// Items per page, as SimpleLogin's clients expect.
+pub const PAGE_SIZE: u64 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasFilter {
+    All,
+    Pinned,
+    Enabled,
+    Disabled,
+}
+
+/// One page (from 0) of the user's aliases, pinned first, newest first.
+pub async fn alias_page(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    page: u64,
+    filter: AliasFilter,
+    query: Option<&str>,
+) -> Result<Vec<alias::Model>> {
+    let mut select = alias::Entity::find().filter(alias::Column::UserId.eq(user_id));
+    select = match filter {
+        AliasFilter::All => select,
+        AliasFilter::Pinned => select.filter(alias::Column::Pinned.eq(true)),
+        AliasFilter::Enabled => select.filter(alias::Column::Enabled.eq(true)),
+        AliasFilter::Disabled => select.filter(alias::Column::Enabled.eq(false)),
+    };
+    if let Some(q) = query.map(str::trim).filter(|q| !q.is_empty()) {
+        let pattern = format!("%{}%", escape_like(&q.to_lowercase()));
+        let like = |col: alias::Column| {
+            Expr::expr(Func::lower(Expr::col(col)))
+                .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
+        };
+        select = select.filter(
+            Condition::any()
+                .add(like(alias::Column::Email))
+                .add(like(alias::Column::Note))
+                .add(like(alias::Column::Name)),
+        );
+    }
+    Ok(select
+        .order_by_desc(alias::Column::Pinned)
+        .order_by_desc(alias::Column::Id)
+        .offset(page.saturating_mul(PAGE_SIZE))
+        .limit(PAGE_SIZE)
+        .all(db)
+        .await?)
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// An alias's activity counters and its latest activity.
+#[derive(Debug, Clone, Default)]
+pub struct AliasStats {
+    pub forwards: i64,
+    pub blocks: i64,
+    pub replies: i64,
+    pub latest: Option<(activity::Model, Option<contact::Model>)>,
+}
+
+pub async fn alias_stats(
+    db: &impl ConnectionTrait,
+    alias_ids: &[i64],
+) -> Result<HashMap<i64, AliasStats>> {
+    let mut stats: HashMap<i64, AliasStats> = HashMap::new();
+    if alias_ids.is_empty() {
+        return Ok(stats);
+    }
+    let counts: Vec<(i64, String, i64)> = activity::Entity::find()
+        .select_only()
+        .column(activity::Column::AliasId)
+        .column(activity::Column::Kind)
+        .column_as(activity::Column::Id.count(), "n")
+        .filter(activity::Column::AliasId.is_in(alias_ids.to_vec()))
+        .group_by(activity::Column::AliasId)
+        .group_by(activity::Column::Kind)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (alias_id, kind, n) in counts {
+        let s = stats.entry(alias_id).or_default();
+        match kind.as_str() {
+            // Bounced forwards count as forwards, as SimpleLogin's clients expect.
+            "forward" | "bounce" => s.forwards += n,
+            "block" => s.blocks += n,
+            "reply" => s.replies += n,
+            _ => {}
+        }
+    }
+    let latest_ids: Vec<i64> = activity::Entity::find()
+        .select_only()
+        .column_as(activity::Column::Id.max(), "id")
+        .filter(activity::Column::AliasId.is_in(alias_ids.to_vec()))
+        .filter(activity::Column::Kind.is_in(["forward", "reply", "block", "bounce"]))
+        .group_by(activity::Column::AliasId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if latest_ids.is_empty() {
+        return Ok(stats);
+    }
+    let latest = activity::Entity::find()
+        .filter(activity::Column::Id.is_in(latest_ids))
+        .all(db)
+        .await?;
+    let contact_ids: Vec<i64> = latest.iter().filter_map(|a| a.contact_id).collect();
+    let contacts: HashMap<i64, contact::Model> = if contact_ids.is_empty() {
+        HashMap::new()
+    } else {
+        contact::Entity::find()
+            .filter(contact::Column::Id.is_in(contact_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    for a in latest {
+        let contact = a.contact_id.and_then(|id| contacts.get(&id).cloned());
+        let alias_id = a.alias_id;
+        stats.entry(alias_id).or_default().latest = Some((a, contact));
+    }
+    Ok(stats)
+}
+
+/// The mailboxes of each alias, by alias id, sorted by address.
+pub async fn alias_mailboxes(
+    db: &impl ConnectionTrait,
+    alias_ids: &[i64],
+) -> Result<HashMap<i64, Vec<mailbox::Model>>> {
+    let mut out: HashMap<i64, Vec<mailbox::Model>> = HashMap::new();
+    if alias_ids.is_empty() {
+        return Ok(out);
+    }
+    let links = alias_mailbox::Entity::find()
+        .filter(alias_mailbox::Column::AliasId.is_in(alias_ids.to_vec()))
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = links.iter().map(|l| l.mailbox_id).collect();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mailboxes: HashMap<i64, mailbox::Model> = mailbox::Entity::find()
+        .filter(mailbox::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m))
+        .collect();
+    for link in links {
+        if let Some(m) = mailboxes.get(&link.mailbox_id) {
+            out.entry(link.alias_id).or_default().push(m.clone());
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by(|a, b| a.email.cmp(&b.email));
+    }
+    Ok(out)
+}
+
+/// The user's mailboxes with how many aliases use each.
+pub async fn mailboxes_with_use(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+) -> Result<Vec<(mailbox::Model, i64)>> {
+    let mailboxes = crate::accounts::user_mailboxes(db, user_id).await?;
+    let ids: Vec<i64> = mailboxes.iter().map(|m| m.id).collect();
+    let counts: HashMap<i64, i64> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        alias_mailbox::Entity::find()
+            .select_only()
+            .column(alias_mailbox::Column::MailboxId)
+            .column_as(alias_mailbox::Column::AliasId.count(), "n")
+            .filter(alias_mailbox::Column::MailboxId.is_in(ids))
+            .group_by(alias_mailbox::Column::MailboxId)
+            .into_tuple::<(i64, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(mailboxes
+        .into_iter()
+        .map(|m| {
+            let n = counts.get(&m.id).copied().unwrap_or(0);
+            (m, n)
+        })
+        .collect())
+}

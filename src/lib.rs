@@ -143,7 +143,9 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", settings.http.listen))?;
         http_addr = Some(listener.local_addr()?);
-        let state = postern_api::AppState { flow: flow.clone() };
+        let state = postern_api::AppState::new(flow.clone())
+            .await
+            .context("cannot load the API secrets")?;
         let shutdown = stopped(&stop);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = postern_api::serve(listener, state, shutdown).await {

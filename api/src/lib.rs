@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use postern_domain::mailflow::Mailflow;
+use postern_domain::secrets::HmacKey;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
@@ -21,6 +22,15 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub flow: Mailflow,
+    /// Signs the alias suffixes offered to clients.
+    pub suffix_key: HmacKey,
+}
+
+impl AppState {
+    pub async fn new(flow: Mailflow) -> Result<Self, postern_domain::DomainError> {
+        let suffix_key = postern_domain::secrets::load_or_create(flow.db(), "alias-suffix").await?;
+        Ok(Self { flow, suffix_key })
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -438,6 +438,136 @@ pub async fn toggle_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Res
     Ok(active.update(db).await?)
 }
 
+/// A random suffix for a custom alias on `domain`: `.cat123@domain`.
+pub fn random_suffix(domain: &str) -> String {
+    let mut rng = rand::rng();
+    let word = WORDS[rng.random_range(0..WORDS.len())];
+    format!(".{word}{:03}@{domain}", rng.random_range(0..1000))
+}
+
+/// Changes to an alias; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct AliasUpdate {
+    pub note: Option<Option<String>>,
+    pub name: Option<Option<String>>,
+    pub pinned: Option<bool>,
+    /// Mailbox ids of the alias's owner (verified).
+    pub mailbox_ids: Option<Vec<i64>>,
+}
+
+pub async fn update_alias(
+    db: &impl ConnectionTrait,
+    alias: alias::Model,
+    update: AliasUpdate,
+) -> Result<alias::Model> {
+    if let Some(ids) = &update.mailbox_ids {
+        let owned = user_mailboxes(db, alias.user_id).await?;
+        if ids.is_empty() {
+            return Err(DomainError::Invalid(
+                "Must choose at least one mailbox".into(),
+            ));
+        }
+        for id in ids {
+            match owned.iter().find(|m| m.id == *id) {
+                Some(m) if m.verified => {}
+                Some(_) => return Err(DomainError::Invalid("Mailbox not verified".into())),
+                None => return Err(DomainError::Invalid("Invalid mailbox_id".into())),
+            }
+        }
+        alias_mailbox::Entity::delete_many()
+            .filter(alias_mailbox::Column::AliasId.eq(alias.id))
+            .exec(db)
+            .await?;
+        let mut seen = Vec::new();
+        for id in ids {
+            if seen.contains(id) {
+                continue;
+            }
+            seen.push(*id);
+            alias_mailbox::ActiveModel {
+                alias_id: Set(alias.id),
+                mailbox_id: Set(*id),
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    let mut active: alias::ActiveModel = alias.into();
+    if let Some(note) = update.note {
+        active.note = Set(note.map(|n| n.chars().take(10_000).collect()));
+    }
+    if let Some(name) = update.name {
+        active.name = Set(name);
+    }
+    if let Some(pinned) = update.pinned {
+        active.pinned = Set(pinned);
+    }
+    Ok(active.update(db).await?)
+}
+
+/// Deletes an alias for good: its address goes on the deleted list and can never be created
+/// again (by anyone), its contacts' reverse aliases stop working.
+pub async fn delete_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
+    use postern_entity::{activity, message_id};
+    deleted_alias::Entity::insert(deleted_alias::ActiveModel {
+        email: Set(alias.email.clone()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(deleted_alias::Column::Email)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    alias_mailbox::Entity::delete_many()
+        .filter(alias_mailbox::Column::AliasId.eq(alias.id))
+        .exec(db)
+        .await?;
+    contact::Entity::delete_many()
+        .filter(contact::Column::AliasId.eq(alias.id))
+        .exec(db)
+        .await?;
+    activity::Entity::delete_many()
+        .filter(activity::Column::AliasId.eq(alias.id))
+        .exec(db)
+        .await?;
+    message_id::Entity::delete_many()
+        .filter(message_id::Column::AliasId.eq(alias.id))
+        .exec(db)
+        .await?;
+    alias::Entity::delete_by_id(alias.id).exec(db).await?;
+    Ok(())
+}
+
+/// One of the user's contacts by id; another user's is `None`, like a missing one.
+pub async fn user_contact(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    contact_id: i64,
+) -> Result<Option<contact::Model>> {
+    Ok(contact::Entity::find_by_id(contact_id)
+        .filter(contact::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn toggle_contact_block(
+    db: &impl ConnectionTrait,
+    c: contact::Model,
+) -> Result<contact::Model> {
+    let blocked = !c.blocked;
+    let mut active: contact::ActiveModel = c.into();
+    active.blocked = Set(blocked);
+    Ok(active.update(db).await?)
+}
+
+pub async fn delete_contact(db: &impl ConnectionTrait, c: contact::Model) -> Result<()> {
+    contact::Entity::delete_by_id(c.id).exec(db).await?;
+    Ok(())
+}
+
 pub async fn find_alias(db: &impl ConnectionTrait, email: &str) -> Result<Option<alias::Model>> {
     Ok(alias::Entity::find()
         .filter(alias::Column::Email.eq(email.to_lowercase()))

@@ -15,6 +15,7 @@ pub mod queue;
 pub mod resolve;
 pub mod rewrite;
 pub mod secrets;
+pub mod suffix;
 pub mod verp;
 mod words;
 

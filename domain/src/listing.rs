@@ -205,3 +205,130 @@ pub async fn mailboxes_with_use(
         })
         .collect())
 }
+
+/// One page of an alias's activity (forward, reply, block, bounce), newest first, with contacts.
+pub async fn activity_page(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+    page: u64,
+) -> Result<Vec<(activity::Model, Option<contact::Model>)>> {
+    let rows = activity::Entity::find()
+        .filter(activity::Column::AliasId.eq(alias_id))
+        .filter(activity::Column::Kind.is_in(["forward", "reply", "block", "bounce"]))
+        .order_by_desc(activity::Column::Id)
+        .offset(page.saturating_mul(PAGE_SIZE))
+        .limit(PAGE_SIZE)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = rows.iter().filter_map(|a| a.contact_id).collect();
+    let contacts: HashMap<i64, contact::Model> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        contact::Entity::find()
+            .filter(contact::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|a| {
+            let c = a.contact_id.and_then(|id| contacts.get(&id).cloned());
+            (a, c)
+        })
+        .collect())
+}
+
+/// One page of an alias's contacts, newest first, each with the time of the owner's last reply.
+pub async fn contact_page(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+    page: u64,
+) -> Result<Vec<(contact::Model, Option<chrono::DateTime<chrono::Utc>>)>> {
+    let contacts = contact::Entity::find()
+        .filter(contact::Column::AliasId.eq(alias_id))
+        .order_by_desc(contact::Column::Id)
+        .offset(page.saturating_mul(PAGE_SIZE))
+        .limit(PAGE_SIZE)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+    let last_reply = last_replies(db, &ids).await?;
+    Ok(contacts
+        .into_iter()
+        .map(|c| {
+            let at = last_reply.get(&c.id).copied();
+            (c, at)
+        })
+        .collect())
+}
+
+/// When the owner last replied to each contact.
+pub async fn last_replies(
+    db: &impl ConnectionTrait,
+    contact_ids: &[i64],
+) -> Result<HashMap<i64, chrono::DateTime<chrono::Utc>>> {
+    if contact_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let latest: Vec<i64> = activity::Entity::find()
+        .select_only()
+        .column_as(activity::Column::Id.max(), "id")
+        .filter(activity::Column::ContactId.is_in(contact_ids.to_vec()))
+        .filter(activity::Column::Kind.eq("reply"))
+        .group_by(activity::Column::ContactId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if latest.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(activity::Entity::find()
+        .filter(activity::Column::Id.is_in(latest))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|a| a.contact_id.map(|c| (c, a.created_at)))
+        .collect())
+}
+
+/// The user's totals: aliases, and forwards, replies and blocks over all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserStats {
+    pub aliases: i64,
+    pub forwards: i64,
+    pub replies: i64,
+    pub blocks: i64,
+}
+
+pub async fn user_stats(db: &impl ConnectionTrait, user_id: i64) -> Result<UserStats> {
+    use sea_orm::PaginatorTrait;
+    let aliases = alias::Entity::find()
+        .filter(alias::Column::UserId.eq(user_id))
+        .count(db)
+        .await?;
+    let counts: Vec<(String, i64)> = activity::Entity::find()
+        .select_only()
+        .column(activity::Column::Kind)
+        .column_as(activity::Column::Id.count(), "n")
+        .filter(activity::Column::UserId.eq(user_id))
+        .group_by(activity::Column::Kind)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut stats = UserStats {
+        aliases: i64::try_from(aliases).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    for (kind, n) in counts {
+        match kind.as_str() {
+            "forward" => stats.forwards += n,
+            "reply" => stats.replies += n,
+            "block" => stats.blocks += n,
+            _ => {}
+        }
+    }
+    Ok(stats)
+}

@@ -34,9 +34,10 @@ pub async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
-    let router = postern_api::router(postern_api::AppState {
-        flow: server.running().flow.clone(),
-    });
+    let state = postern_api::AppState::new(server.running().flow.clone())
+        .await
+        .expect("API state");
+    let router = postern_api::router(state);
     let mut req = Request::builder().method(method).uri(path);
     if let Some(key) = key {
         req = req.header("Authentication", key);

@@ -69,10 +69,7 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let page = params
-        .get("page_id")
-        .and_then(|p| p.trim().parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("page_id must be provided in request query"))?;
+    let page = super::page_id(&params)?;
     let filter = if params.contains_key("pinned") {
         AliasFilter::Pinned
     } else if params.contains_key("disabled") {
@@ -123,4 +120,124 @@ pub async fn toggle(
         .ok_or_else(ApiError::forbidden)?;
     let alias = accounts::toggle_alias(db, alias).await?;
     Ok(Json(json!({ "enabled": alias.enabled })))
+}
+
+/// `PATCH|PUT /api/aliases/:id` with any of `note`, `name`, `pinned`, `mailbox_ids`,
+/// `mailbox_id`, `disable_pgp` → `{"ok": true}`.
+pub async fn update(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(alias_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let alias_id = super::parse_id(&alias_id)?;
+    let body = super::json_object(&body)?;
+    let db = state.flow.db();
+    let alias = accounts::user_alias(db, user.id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let mut update = accounts::AliasUpdate::default();
+    if let Some(note) = body.get("note") {
+        update.note = Some(optional_string(note, "note")?);
+    }
+    if let Some(name) = body.get("name") {
+        let name = optional_string(name, "name")?.map(|n| n.replace(['\r', '\n'], ""));
+        if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+            return Err(ApiError::bad_request(
+                "Name can't be longer than 128 characters",
+            ));
+        }
+        update.name = Some(name);
+    }
+    if let Some(pinned) = body.get("pinned") {
+        update.pinned = Some(
+            pinned
+                .as_bool()
+                .ok_or_else(|| ApiError::bad_request("pinned must be a boolean"))?,
+        );
+    }
+    if let Some(ids) = body.get("mailbox_ids") {
+        let ids = ids
+            .as_array()
+            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| ApiError::bad_request("mailbox_ids must be an array of id"))?;
+        update.mailbox_ids = Some(ids);
+    } else if let Some(id) = body.get("mailbox_id") {
+        let id = id
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("Invalid mailbox_id"))?;
+        update.mailbox_ids = Some(vec![id]);
+    }
+    if body.get("disable_pgp").is_some_and(|v| !v.is_boolean()) {
+        return Err(ApiError::bad_request("disable_pgp must be a boolean"));
+    }
+    let txn = postern_domain::db::begin_write(db).await?;
+    accounts::update_alias(&txn, alias, update).await?;
+    txn.commit()
+        .await
+        .map_err(postern_domain::DomainError::from)?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+fn optional_string(v: &Value, field: &str) -> Result<Option<String>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(ApiError::bad_request(format!("{field} must be a string"))),
+    }
+}
+
+/// `DELETE /api/aliases/:id` → `{"deleted": true}`; the address can never be created again.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(alias_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let alias_id = super::parse_id(&alias_id)?;
+    let db = state.flow.db();
+    let alias = accounts::user_alias(db, user.id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let txn = postern_domain::db::begin_write(db).await?;
+    accounts::delete_alias(&txn, alias).await?;
+    txn.commit()
+        .await
+        .map_err(postern_domain::DomainError::from)?;
+    Ok(Json(json!({ "deleted": true })))
+}
+
+/// `GET /api/aliases/:id/activities?page_id=N`.
+pub async fn activities(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(alias_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let alias_id = super::parse_id(&alias_id)?;
+    let page = super::page_id(&params)?;
+    let db = state.flow.db();
+    let alias = accounts::user_alias(db, user.id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let rows = listing::activity_page(db, alias.id, page).await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|(a, c)| {
+            let contact = c.as_ref().map(|c| c.email.clone()).unwrap_or_default();
+            let (action, from, to) = match a.kind.as_str() {
+                "reply" => ("reply", alias.email.clone(), contact),
+                "bounce" => ("bounced", contact, alias.email.clone()),
+                other => (other, contact, alias.email.clone()),
+            };
+            json!({
+                "action": action,
+                "from": from,
+                "to": to,
+                "timestamp": a.created_at.timestamp(),
+                "reverse_alias": c.as_ref().map(serialize::reverse_alias),
+                "reverse_alias_address": c.as_ref().map(|c| c.reply_email.clone()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "activities": list })))
 }

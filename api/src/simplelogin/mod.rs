@@ -2,12 +2,16 @@
 //! password-manager generators, Raycast, CLIs) expect: same paths, fields and errors.
 
 mod aliases;
+mod contacts;
+mod custom;
 mod mailboxes;
 mod serialize;
 mod user;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::body::Bytes;
+use axum::routing::{delete, get, post};
+use serde_json::Value;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,10 +24,50 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/user_info", get(user::user_info))
+        .route("/stats", get(user::stats))
+        .route("/v5/alias/options", get(custom::options_v5))
+        .route("/v4/alias/options", get(custom::options_v4))
+        .route("/v3/alias/custom/new", post(custom::new_v3))
+        .route("/v2/alias/custom/new", post(custom::new_v2))
         .route("/alias/random/new", post(aliases::random_new))
         .route("/v2/aliases", get(aliases::list).post(aliases::list))
-        .route("/aliases/{alias_id}", get(aliases::get_one))
+        .route(
+            "/aliases/{alias_id}",
+            get(aliases::get_one)
+                .patch(aliases::update)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route("/aliases/{alias_id}/activities", get(aliases::activities))
+        .route(
+            "/aliases/{alias_id}/contacts",
+            get(contacts::list).post(contacts::create),
+        )
+        .route("/contacts/{contact_id}", delete(contacts::delete))
+        .route("/contacts/{contact_id}/toggle", post(contacts::toggle))
         .route("/aliases/{alias_id}/toggle", post(aliases::toggle))
         .route("/mailboxes", get(mailboxes::verified))
         .route("/v2/mailboxes", get(mailboxes::all))
+}
+
+/// A JSON object body, with SimpleLogin's messages for what is wrong with it.
+fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "request body does not follow the required format",
+        )),
+        Err(_) => Err(ApiError::bad_request("Bad Request")),
+    }
+}
+
+/// `page_id` from the query string, required by every paginated endpoint.
+fn page_id(params: &std::collections::HashMap<String, String>) -> Result<u64, ApiError> {
+    params
+        .get("page_id")
+        .and_then(|p| p.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("page_id must be provided in request query"))
 }

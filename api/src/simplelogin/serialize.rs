@@ -101,3 +101,19 @@ pub async fn aliases(
         })
         .collect())
 }
+
+/// The contact object (`serialize_contact`).
+pub fn contact(c: &contact::Model, last_reply: Option<&DateTime<Utc>>, existed: bool) -> Value {
+    json!({
+        "id": c.id,
+        "contact": c.email,
+        "creation_date": date(&c.created_at),
+        "creation_timestamp": c.created_at.timestamp(),
+        "last_email_sent_date": last_reply.map(date),
+        "last_email_sent_timestamp": last_reply.map(|t| t.timestamp()),
+        "reverse_alias": reverse_alias(c),
+        "reverse_alias_address": c.reply_email,
+        "existed": existed,
+        "block_forward": c.blocked,
+    })
+}

@@ -18,3 +18,17 @@ pub async fn user_info(ApiUser(user): ApiUser) -> Json<Value> {
         "profile_picture_url": null,
     }))
 }
+
+/// `GET /api/stats`.
+pub async fn stats(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Json<Value>, crate::error::ApiError> {
+    let s = postern_domain::listing::user_stats(state.flow.db(), user.id).await?;
+    Ok(Json(json!({
+        "nb_alias": s.aliases,
+        "nb_forward": s.forwards,
+        "nb_reply": s.replies,
+        "nb_block": s.blocks,
+    })))
+}

@@ -389,3 +389,508 @@ async fn mailboxes_and_api_errors() {
     assert!(postern_tests::http::ok(r.status), "preflight: {}", r.status);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+#[tokio::test]
+async fn custom_aliases_from_signed_suffixes() {
+    let (server, key, _) = two_users().await;
+    let options = call(
+        &server,
+        "GET",
+        "/api/v5/alias/options?hostname=www.groupon.com",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(options.status, 200, "{}", options.json);
+    assert_eq!(options.json["can_create"], json!(true));
+    assert_eq!(options.json["prefix_suggestion"], json!("groupon"));
+    let first = &options.json["suffixes"][0];
+    let suffix = first["suffix"].as_str().expect("suffix").to_string();
+    let signed = first["signed_suffix"].as_str().expect("signed").to_string();
+    assert!(
+        suffix.starts_with('.') && suffix.ends_with("@alias.test"),
+        "{suffix}"
+    );
+    assert!(signed.starts_with(&suffix));
+
+    let mailboxes = call(&server, "GET", "/api/mailboxes", Some(&key), None).await;
+    let mailbox_id = mailboxes.json["mailboxes"][0]["id"].as_i64().expect("id");
+    let body = json!({"alias_prefix": "Groupon Deals", "signed_suffix": signed, "mailbox_ids": [mailbox_id], "note": "coupons", "name": "Me"});
+    let r = call(
+        &server,
+        "POST",
+        "/api/v3/alias/custom/new",
+        Some(&key),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let address = format!("groupondeals{suffix}");
+    assert_eq!(r.json["alias"], json!(address));
+    assert_eq!(
+        (r.json["note"].clone(), r.json["name"].clone()),
+        (json!("coupons"), json!("Me"))
+    );
+    let again = call(
+        &server,
+        "POST",
+        "/api/v3/alias/custom/new",
+        Some(&key),
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (again.status, &again.json),
+        (
+            409,
+            &json!({"error": format!("alias {address} already exists")})
+        )
+    );
+
+    let forged = signed.replace("@alias.test", "@evil.test");
+    let r = call(
+        &server,
+        "POST",
+        "/api/v3/alias/custom/new",
+        Some(&key),
+        Some(json!({"alias_prefix": "x", "signed_suffix": forged, "mailbox_ids": [mailbox_id]})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (
+            412,
+            &json!({"error": "Alias creation time is expired, please retry"})
+        )
+    );
+    let r = call(
+        &server,
+        "POST",
+        "/api/v3/alias/custom/new",
+        Some(&key),
+        Some(json!({"alias_prefix": "x", "signed_suffix": signed, "mailbox_ids": [999]})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Errors with Mailbox"}))
+    );
+    let r = call(
+        &server,
+        "POST",
+        "/api/v3/alias/custom/new",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "request body cannot be empty"}))
+    );
+
+    // The legacy forms used by the browser extension.
+    let v4 = call(&server, "GET", "/api/v4/alias/options", Some(&key), None).await;
+    let pair = &v4.json["suffixes"][0];
+    assert!(
+        pair.is_array()
+            && pair[1]
+                .as_str()
+                .expect("signed")
+                .starts_with(pair[0].as_str().expect("suffix"))
+    );
+    let r = call(
+        &server,
+        "POST",
+        "/api/v2/alias/custom/new",
+        Some(&key),
+        Some(json!({"alias_prefix": "legacy", "signed_suffix": pair[1]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["mailboxes"][0]["email"], json!("alice@real.test"));
+}
+
+#[tokio::test]
+async fn update_delete_and_activities() {
+    let (server, key, _) = two_users().await;
+    server
+        .add_mailbox("alice@real.test", "alice@work.test")
+        .await;
+    let list = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    let id = list.json["aliases"][0]["id"].as_i64().expect("id");
+    let boxes = call(&server, "GET", "/api/v2/mailboxes", Some(&key), None).await;
+    let work = boxes.json["mailboxes"][1]["id"].as_i64().expect("id");
+
+    let r = call(
+        &server,
+        "PATCH",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        Some(json!({"note": "n", "name": "Shop\nName", "pinned": true, "mailbox_ids": [work]})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    let r = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.json["note"].clone(),
+            r.json["name"].clone(),
+            r.json["pinned"].clone()
+        ),
+        (json!("n"), json!("ShopName"), json!(true))
+    );
+    assert_eq!(
+        r.json["mailboxes"],
+        json!([{"id": work, "email": "alice@work.test"}])
+    );
+    let r = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0&pinned",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(r.json["aliases"].as_array().expect("list").len(), 1);
+    let r = call(
+        &server,
+        "PUT",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        Some(json!({"mailbox_ids": [424242]})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Invalid mailbox_id"}))
+    );
+    let r = call(
+        &server,
+        "PUT",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "request body cannot be empty"}))
+    );
+
+    // Mail now goes to the new mailbox; the activity shows it.
+    let reply = client::send(
+        server.smtp(),
+        "carol@ext.test",
+        &["shop@alias.test"],
+        &message("carol@ext.test", "shop@alias.test", "x", "y"),
+    )
+    .await;
+    assert!(reply.starts_with("250"));
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].rcpts, vec!["alice@work.test"]);
+    let r = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{id}/activities?page_id=0"),
+        Some(&key),
+        None,
+    )
+    .await;
+    let acts = r.json["activities"].as_array().expect("list");
+    assert_eq!(acts.len(), 1, "{}", r.json);
+    assert_eq!(
+        (
+            acts[0]["action"].clone(),
+            acts[0]["from"].clone(),
+            acts[0]["to"].clone()
+        ),
+        (
+            json!("forward"),
+            json!("carol@ext.test"),
+            json!("shop@alias.test")
+        )
+    );
+    let stats = call(&server, "GET", "/api/stats", Some(&key), None).await;
+    assert_eq!(
+        stats.json,
+        json!({"nb_alias": 1, "nb_forward": 1, "nb_reply": 0, "nb_block": 0})
+    );
+
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"deleted": true})));
+    let r = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let mut c = client::SmtpClient::ready(server.smtp()).await;
+    assert!(c.cmd("MAIL FROM:<carol@ext.test>").await.starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<shop@alias.test>")
+            .await
+            .starts_with("550 5.1.1")
+    );
+    // A deleted address can never be created again, by anyone.
+    let err = server
+        .cli(postern::cli::Command::Alias(
+            postern::cli::AliasCommand::Add {
+                user_email: "bob@real.test".into(),
+                address: Some("shop@alias.test".into()),
+                mailboxes: vec![],
+            },
+        ))
+        .await
+        .expect_err("deleted address");
+    assert!(err.contains("already taken"), "{err}");
+}
+
+#[tokio::test]
+async fn contacts_give_reverse_aliases_and_can_be_blocked() {
+    let (server, key, _) = two_users().await;
+    let list = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    let id = list.json["aliases"][0]["id"].as_i64().expect("id");
+    let path = format!("/api/aliases/{id}/contacts");
+    let r = call(
+        &server,
+        "POST",
+        &path,
+        Some(&key),
+        Some(json!({"contact": "Dana Doe <dana@ext.test>"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(
+        (
+            r.json["contact"].clone(),
+            r.json["existed"].clone(),
+            r.json["block_forward"].clone()
+        ),
+        (json!("dana@ext.test"), json!(false), json!(false))
+    );
+    let reverse = r.json["reverse_alias_address"]
+        .as_str()
+        .expect("reverse")
+        .to_string();
+    assert_eq!(
+        r.json["reverse_alias"],
+        json!(format!("\"Dana Doe | dana at ext.test\" <{reverse}>"))
+    );
+    let contact_id = r.json["id"].as_i64().expect("id");
+    let again = call(
+        &server,
+        "POST",
+        &path,
+        Some(&key),
+        Some(json!({"contact": "dana@ext.test"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            again.status,
+            again.json["existed"].clone(),
+            again.json["id"].clone()
+        ),
+        (200, json!(true), json!(contact_id))
+    );
+    for (bad, error) in [
+        ("", "Empty address is not a valid email address"),
+        (
+            "not an address",
+            "not an address is not a valid email address",
+        ),
+        (
+            reverse.as_str(),
+            &*format!("{reverse} is not a valid email address"),
+        ),
+    ] {
+        let r = call(
+            &server,
+            "POST",
+            &path,
+            Some(&key),
+            Some(json!({"contact": bad})),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.json),
+            (400, &json!({"error": error})),
+            "{bad}"
+        );
+    }
+
+    // The owner writes first, through the new reverse alias.
+    let raw =
+        format!("From: alice@real.test\r\nTo: {reverse}\r\nSubject: first\r\n\r\nhello Dana\r\n");
+    let reply = client::send(
+        server.smtp(),
+        "alice@real.test",
+        &[&reverse],
+        raw.as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].rcpts, vec!["dana@ext.test"]);
+    let r = call(
+        &server,
+        "GET",
+        &format!("{path}?page_id=0"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert!(
+        r.json["contacts"][0]["last_email_sent_timestamp"].is_i64(),
+        "{}",
+        r.json
+    );
+
+    let r = call(
+        &server,
+        "POST",
+        &format!("/api/contacts/{contact_id}/toggle"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"block_forward": true})));
+    let reply = client::send(
+        server.smtp(),
+        "dana@ext.test",
+        &["shop@alias.test"],
+        &message("dana@ext.test", "shop@alias.test", "blocked", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"));
+    let kinds = postern_tests::harness::activities(&server, "shop@alias.test").await;
+    assert_eq!(kinds, vec!["reply", "block"]);
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/contacts/{contact_id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"deleted": true})));
+    let r = call(
+        &server,
+        "GET",
+        &format!("{path}?page_id=0"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(r.json, json!({"contacts": []}));
+}
+
+#[tokio::test]
+async fn every_id_endpoint_hides_other_users_objects() {
+    let (server, alice, bob) = two_users().await;
+    let list = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&alice),
+        None,
+    )
+    .await;
+    let alias_id = list.json["aliases"][0]["id"].as_i64().expect("id");
+    let c = call(
+        &server,
+        "POST",
+        &format!("/api/aliases/{alias_id}/contacts"),
+        Some(&alice),
+        Some(json!({"contact": "x@ext.test"})),
+    )
+    .await;
+    let contact_id = c.json["id"].as_i64().expect("id");
+    let body = Some(json!({"note": "pwned", "contact": "y@ext.test"}));
+    let cases = [
+        ("GET", format!("/api/aliases/{alias_id}")),
+        ("PATCH", format!("/api/aliases/{alias_id}")),
+        ("PUT", format!("/api/aliases/{alias_id}")),
+        ("DELETE", format!("/api/aliases/{alias_id}")),
+        ("POST", format!("/api/aliases/{alias_id}/toggle")),
+        (
+            "GET",
+            format!("/api/aliases/{alias_id}/activities?page_id=0"),
+        ),
+        ("GET", format!("/api/aliases/{alias_id}/contacts?page_id=0")),
+        ("POST", format!("/api/aliases/{alias_id}/contacts")),
+        ("POST", format!("/api/contacts/{contact_id}/toggle")),
+        ("DELETE", format!("/api/contacts/{contact_id}")),
+    ];
+    for (method, path) in &cases {
+        let theirs = call(&server, method, path, Some(&bob), body.clone()).await;
+        let missing_path = path
+            .replace(&alias_id.to_string(), "987654")
+            .replace(&contact_id.to_string(), "987655");
+        let missing = call(&server, method, &missing_path, Some(&bob), body.clone()).await;
+        assert_eq!(
+            (theirs.status, &theirs.json),
+            (403, &json!({"error": "Forbidden"})),
+            "{method} {path}"
+        );
+        assert_eq!(
+            (missing.status, &missing.json),
+            (403, &json!({"error": "Forbidden"})),
+            "{method} {missing_path}"
+        );
+    }
+    // Nothing of Alice's changed.
+    let r = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{alias_id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.json["enabled"].clone(), r.json["note"].clone()),
+        (json!(true), json!(null))
+    );
+    let r = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{alias_id}/contacts?page_id=0"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(r.json["contacts"].as_array().expect("list").len(), 1);
+    assert_eq!(r.json["contacts"][0]["block_forward"], json!(false));
+}

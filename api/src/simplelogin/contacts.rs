@@ -1,0 +1,149 @@
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use postern_domain::{EmailAddress, accounts, listing};
+use serde_json::{Value, json};
+
+use super::serialize;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiUser;
+
+/// `GET /api/aliases/:id/contacts?page_id=N`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(alias_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let alias_id = super::parse_id(&alias_id)?;
+    let page = super::page_id(&params)?;
+    let db = state.flow.db();
+    let alias = accounts::user_alias(db, user.id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let contacts: Vec<Value> = listing::contact_page(db, alias.id, page)
+        .await?
+        .iter()
+        .map(|(c, last)| serialize::contact(c, last.as_ref(), false))
+        .collect();
+    Ok(Json(json!({ "contacts": contacts })))
+}
+
+/// `POST /api/aliases/:id/contacts` `{"contact": "Name <addr>"}`: the reverse alias to write to
+/// someone who never wrote first. 201 when new, 200 with `existed: true` otherwise.
+pub async fn create(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(alias_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let alias_id = super::parse_id(&alias_id)?;
+    let body = super::json_object(&body)?;
+    let db = state.flow.db();
+    let alias = accounts::user_alias(db, user.id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let raw = body
+        .get("contact")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or_default();
+    if raw.is_empty() {
+        return Err(ApiError::bad_request(
+            "Empty address is not a valid email address",
+        ));
+    }
+    let (name, address) = split_name_addr(raw);
+    let invalid = || ApiError::bad_request(format!("{address} is not a valid email address"));
+    let address = EmailAddress::parse(address).map_err(|_| invalid())?;
+    if accounts::is_our_domain(state.flow.settings(), address.domain()) {
+        return Err(invalid());
+    }
+    if let Some(existing) = accounts::find_contact(db, alias.id, address.as_str()).await? {
+        return Ok((
+            StatusCode::OK,
+            Json(serialize::contact(&existing, None, true)),
+        ));
+    }
+    let txn = postern_domain::db::begin_write(db).await?;
+    let contact = accounts::get_or_create_contact(
+        &txn,
+        state.flow.settings(),
+        &alias,
+        address.as_str(),
+        name,
+    )
+    .await?;
+    txn.commit()
+        .await
+        .map_err(postern_domain::DomainError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serialize::contact(&contact, None, false)),
+    ))
+}
+
+/// `First Last <first@example.com>` → (`Some("First Last")`, `first@example.com`).
+fn split_name_addr(raw: &str) -> (Option<&str>, &str) {
+    match (raw.rfind('<'), raw.ends_with('>')) {
+        (Some(open), true) => {
+            let name = raw[..open].trim().trim_matches('"').trim();
+            (
+                (!name.is_empty()).then_some(name),
+                &raw[open + 1..raw.len() - 1],
+            )
+        }
+        _ => (None, raw),
+    }
+}
+
+/// `DELETE /api/contacts/:id` → `{"deleted": true}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(contact_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let contact_id = super::parse_id(&contact_id)?;
+    let db = state.flow.db();
+    let contact = accounts::user_contact(db, user.id, contact_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    accounts::delete_contact(db, contact).await?;
+    Ok(Json(json!({ "deleted": true })))
+}
+
+/// `POST /api/contacts/:id/toggle` → `{"block_forward": <new state>}`.
+pub async fn toggle(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(contact_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let contact_id = super::parse_id(&contact_id)?;
+    let db = state.flow.db();
+    let contact = accounts::user_contact(db, user.id, contact_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let contact = accounts::toggle_contact_block(db, contact).await?;
+    Ok(Json(json!({ "block_forward": contact.blocked })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn name_and_address() {
+        assert_eq!(
+            super::split_name_addr("First Last <a@b.test>"),
+            (Some("First Last"), "a@b.test")
+        );
+        assert_eq!(
+            super::split_name_addr("\"Q\" <a@b.test>"),
+            (Some("Q"), "a@b.test")
+        );
+        assert_eq!(super::split_name_addr("<a@b.test>"), (None, "a@b.test"));
+        assert_eq!(super::split_name_addr("a@b.test"), (None, "a@b.test"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Custom aliases: the server offers signed suffixes, the client picks a prefix.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use postern_domain::accounts::{self, NewAliasAddress};
+use postern_domain::{DomainError, EmailAddress, suffix};
+use postern_entity::user;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::serialize;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiUser;
+
+#[derive(Deserialize)]
+pub struct HostQuery {
+    hostname: Option<String>,
+}
+
+/// `(suffix, signed_suffix)` for each alias domain, the default domain first.
+fn suffixes(state: &AppState) -> Vec<(String, String)> {
+    let now = chrono::Utc::now().timestamp();
+    state
+        .flow
+        .settings()
+        .mail
+        .alias_domains
+        .iter()
+        .map(|d| {
+            let s = accounts::random_suffix(d);
+            let signed = suffix::sign(&state.suffix_key, &s, now);
+            (s, signed)
+        })
+        .collect()
+}
+
+async fn can_create(state: &AppState, user: &user::Model) -> Result<bool, ApiError> {
+    let Some(quota) = user.alias_quota else {
+        return Ok(true);
+    };
+    let stats = postern_domain::listing::user_stats(state.flow.db(), user.id).await?;
+    Ok(stats.aliases < i64::from(quota))
+}
+
+fn prefix_suggestion(hostname: Option<&str>) -> String {
+    hostname.and_then(accounts::site_label).unwrap_or_default()
+}
+
+/// `GET /api/v5/alias/options[?hostname=…]`.
+pub async fn options_v5(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Query(q): Query<HostQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = suffixes(&state)
+        .into_iter()
+        .map(|(s, signed)| {
+            json!({"suffix": s, "signed_suffix": signed, "is_custom": false, "is_premium": false})
+        })
+        .collect();
+    Ok(Json(json!({
+        "can_create": can_create(&state, &user).await?,
+        "prefix_suggestion": prefix_suggestion(q.hostname.as_deref()),
+        "suffixes": list,
+    })))
+}
+
+/// `GET /api/v4/alias/options` (legacy): suffixes as `[suffix, signed_suffix]` pairs.
+pub async fn options_v4(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Query(q): Query<HostQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = suffixes(&state)
+        .into_iter()
+        .map(|(s, signed)| json!([s, signed]))
+        .collect();
+    Ok(Json(json!({
+        "can_create": can_create(&state, &user).await?,
+        "prefix_suggestion": prefix_suggestion(q.hostname.as_deref()),
+        "suffixes": list,
+    })))
+}
+
+/// `POST /api/v3/alias/custom/new`
+/// `{"alias_prefix", "signed_suffix", "mailbox_ids", "note"?, "name"?}`.
+pub async fn new_v3(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    quota(&state, &user).await?;
+    let body = super::json_object(&body)?;
+    let (Some(prefix), Some(signed)) = (
+        body.get("alias_prefix").and_then(Value::as_str),
+        body.get("signed_suffix").and_then(Value::as_str),
+    ) else {
+        return Err(ApiError::bad_request(
+            "request body does not follow the required format",
+        ));
+    };
+    let prefix = clean_prefix(prefix);
+    if prefix.is_empty() || prefix.len() > 40 {
+        return Err(ApiError::bad_request(
+            "alias prefix invalid format or too long",
+        ));
+    }
+    let ids = body
+        .get("mailbox_ids")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| ApiError::bad_request("mailbox_ids must be an array of id"))?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "At least one mailbox must be selected",
+        ));
+    }
+    let owned = accounts::user_mailboxes(state.flow.db(), user.id).await?;
+    let mut mailboxes = Vec::new();
+    for id in ids {
+        let m = owned
+            .iter()
+            .find(|m| m.id == id && m.verified)
+            .ok_or_else(|| ApiError::bad_request("Errors with Mailbox"))?;
+        mailboxes.push(
+            EmailAddress::parse(&m.email)
+                .map_err(|_| ApiError::bad_request("Errors with Mailbox"))?,
+        );
+    }
+    create(&state, &user, &prefix, signed, &mailboxes, &body).await
+}
+
+/// `POST /api/v2/alias/custom/new` (legacy) `{"alias_prefix", "signed_suffix", "note"?}`:
+/// to the default mailbox.
+pub async fn new_v2(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    quota(&state, &user).await?;
+    let body = super::json_object(&body)?;
+    let prefix = body
+        .get("alias_prefix")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("invalid value for alias_prefix"))?;
+    let signed = body
+        .get("signed_suffix")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("invalid value for signed_suffix"))?;
+    let prefix = clean_prefix(prefix);
+    if prefix.is_empty() {
+        return Err(ApiError::bad_request("invalid value for alias_prefix"));
+    }
+    create(&state, &user, &prefix, signed, &[], &body).await
+}
+
+async fn quota(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
+    if can_create(state, user).await? {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "You have reached the limitation of your account with the maximum of {} aliases",
+            user.alias_quota.unwrap_or(0)
+        )))
+    }
+}
+
+/// Lowercase, no spaces, `[a-z0-9_.-]` only (others become `_`), at most 64 characters.
+fn clean_prefix(prefix: &str) -> String {
+    prefix
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+async fn create(
+    state: &AppState,
+    user: &user::Model,
+    prefix: &str,
+    signed: &str,
+    mailboxes: &[EmailAddress],
+    body: &Map<String, Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let suffix = suffix::verify(&state.suffix_key, signed, chrono::Utc::now().timestamp())
+        .map_err(|e| match e {
+            suffix::SuffixError::Expired => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string())
+            }
+            suffix::SuffixError::Tampered => ApiError::bad_request(e.to_string()),
+        })?;
+    let domain = suffix.rsplit('@').next().unwrap_or_default();
+    if !suffix.starts_with('.')
+        || !state
+            .flow
+            .settings()
+            .mail
+            .alias_domains
+            .iter()
+            .any(|d| d == domain)
+    {
+        return Err(ApiError::bad_request("wrong alias prefix or suffix"));
+    }
+    let full = format!("{prefix}{suffix}");
+    if full.contains("..") {
+        return Err(ApiError::bad_request(
+            "2 consecutive dot signs aren't allowed in an email address",
+        ));
+    }
+    let address =
+        EmailAddress::parse(&full).map_err(|_| ApiError::bad_request("Email alias is invalid"))?;
+    let note = body.get("note").and_then(Value::as_str).map(str::to_string);
+    let db = state.flow.db();
+    let txn = postern_domain::db::begin_write(db).await?;
+    let created = accounts::create_alias(
+        &txn,
+        state.flow.settings(),
+        user,
+        NewAliasAddress::Exact(address),
+        mailboxes,
+        note,
+    )
+    .await;
+    let alias = match created {
+        Ok(alias) => alias,
+        Err(DomainError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("alias {full} already exists"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let alias = match body.get("name").and_then(Value::as_str) {
+        Some(name) => {
+            let update = accounts::AliasUpdate {
+                name: Some(Some(
+                    name.replace(['\r', '\n'], "").chars().take(128).collect(),
+                )),
+                ..Default::default()
+            };
+            accounts::update_alias(&txn, alias, update).await?
+        }
+        None => alias,
+    };
+    txn.commit().await.map_err(DomainError::from)?;
+    let mut object = serialize::aliases(db, std::slice::from_ref(&alias))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    object["alias"] = json!(alias.email);
+    Ok((StatusCode::CREATED, Json(object)))
+}

@@ -117,7 +117,7 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
             let user = accounts::require_user(&db, user_email).await?;
             let address = match address.as_deref() {
                 Some(a) => accounts::NewAliasAddress::Exact(parse(a)?),
-                None => accounts::NewAliasAddress::RandomWords,
+                None => accounts::NewAliasAddress::RandomWords(None),
             };
             let mailboxes = mailboxes
                 .iter()

@@ -1,5 +1,6 @@
 //! The HTTP side: the SimpleLogin-compatible REST API under `/api` and the health endpoint.
 
+mod addy;
 mod error;
 mod extract;
 mod simplelogin;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .allow_methods(Any)
         .allow_headers(Any);
     let api = simplelogin::routes()
+        .nest("/v1", addy::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")

@@ -165,10 +165,12 @@ pub fn is_our_domain(settings: &Settings, domain: &str) -> bool {
 pub enum NewAliasAddress {
     /// Exactly this one (on an alias domain, free).
     Exact(EmailAddress),
-    /// `word_word123` on the first alias domain.
-    RandomWords,
-    /// A random UUID on the first alias domain.
-    RandomUuid,
+    /// `word_word123` on the given alias domain (default: the first).
+    RandomWords(Option<String>),
+    /// A random UUID.
+    RandomUuid(Option<String>),
+    /// Eight random letters and digits (addy.io's default format).
+    RandomCharacters(Option<String>),
     /// `<site>.<word>123` for a website's host name (the one-click alias of browser tools).
     Website(String),
 }
@@ -317,7 +319,17 @@ async fn random_alias(
     settings: &Settings,
     kind: &NewAliasAddress,
 ) -> Result<String> {
-    let domain = settings.default_alias_domain();
+    let domain = match kind {
+        NewAliasAddress::RandomWords(Some(d))
+        | NewAliasAddress::RandomUuid(Some(d))
+        | NewAliasAddress::RandomCharacters(Some(d)) => {
+            if !settings.mail.alias_domains.contains(d) {
+                return Err(DomainError::Invalid(format!("{d} is not an alias domain")));
+            }
+            d.as_str()
+        }
+        _ => settings.default_alias_domain(),
+    };
     let site = match kind {
         NewAliasAddress::Website(host) => site_label(host),
         _ => None,
@@ -327,7 +339,13 @@ async fn random_alias(
             let mut rng = rand::rng();
             let word = |rng: &mut rand::rngs::ThreadRng| WORDS[rng.random_range(0..WORDS.len())];
             match (kind, &site) {
-                (NewAliasAddress::RandomUuid, _) => uuid_v4(&mut rng),
+                (NewAliasAddress::RandomUuid(_), _) => uuid_v4(&mut rng),
+                (NewAliasAddress::RandomCharacters(_), _) => (0..8)
+                    .map(|_| {
+                        let chars = b"abcdefghijklmnopqrstuvwxyz0123456789";
+                        char::from(chars[rng.random_range(0..chars.len())])
+                    })
+                    .collect(),
                 (_, Some(site)) => {
                     format!("{site}.{}{:03}", word(&mut rng), rng.random_range(0..1000))
                 }

@@ -332,3 +332,34 @@ pub async fn user_stats(db: &impl ConnectionTrait, user_id: i64) -> Result<UserS
     }
     Ok(stats)
 }
+
+/// addy.io's paging: page `number` (from 1) of `size`, optionally only active or inactive
+/// aliases and those whose address contains `search`; with the total count.
+pub async fn alias_page_numbered(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    number: u64,
+    size: u64,
+    active: Option<bool>,
+    search: Option<&str>,
+) -> Result<(Vec<alias::Model>, u64)> {
+    use sea_orm::PaginatorTrait;
+    let mut select = alias::Entity::find().filter(alias::Column::UserId.eq(user_id));
+    if let Some(active) = active {
+        select = select.filter(alias::Column::Enabled.eq(active));
+    }
+    if let Some(search) = search
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+    {
+        select = select.filter(alias::Column::Email.contains(search));
+    }
+    let total = select.clone().count(db).await?;
+    let page = select
+        .order_by_desc(alias::Column::Id)
+        .offset(number.saturating_sub(1).saturating_mul(size))
+        .limit(size)
+        .all(db)
+        .await?;
+    Ok((page, total))
+}

@@ -39,8 +39,8 @@ pub async fn random_new(
         (Some(host), _) if accounts::site_label(host).is_some() => {
             NewAliasAddress::Website(host.to_string())
         }
-        (_, None | Some("word")) => NewAliasAddress::RandomWords,
-        (_, Some("uuid")) => NewAliasAddress::RandomUuid,
+        (_, None | Some("word")) => NewAliasAddress::RandomWords(None),
+        (_, Some("uuid")) => NewAliasAddress::RandomUuid(None),
         (_, Some(other)) => {
             return Err(ApiError::bad_request(format!(
                 "{other} must be either word or uuid"

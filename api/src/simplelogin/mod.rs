@@ -51,7 +51,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A JSON object body, with SimpleLogin's messages for what is wrong with it.
-fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub(crate) fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("request body cannot be empty"));
     }

@@ -97,6 +97,7 @@ async fn create(
     ApiUser(user): ApiUser,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.limit_alias_creation(user.id)?;
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {

@@ -3,6 +3,7 @@
 mod addy;
 mod error;
 mod extract;
+mod limit;
 mod simplelogin;
 
 use std::future::Future;
@@ -25,12 +26,31 @@ pub struct AppState {
     pub flow: Mailflow,
     /// Signs the alias suffixes offered to clients.
     pub suffix_key: HmacKey,
+    /// Signs the token between the password and the TOTP step of a login.
+    pub mfa_key: HmacKey,
+    pub limits: std::sync::Arc<limit::RateLimiter>,
 }
 
 impl AppState {
     pub async fn new(flow: Mailflow) -> Result<Self, postern_domain::DomainError> {
         let suffix_key = postern_domain::secrets::load_or_create(flow.db(), "alias-suffix").await?;
-        Ok(Self { flow, suffix_key })
+        let mfa_key = postern_domain::secrets::load_or_create(flow.db(), "mfa-key").await?;
+        Ok(Self {
+            flow,
+            suffix_key,
+            mfa_key,
+            limits: Default::default(),
+        })
+    }
+
+    /// Counts an alias creation by `user_id` against the configured limits.
+    pub(crate) fn limit_alias_creation(&self, user_id: i64) -> Result<(), ApiError> {
+        let l = &self.flow.settings().limits;
+        let key = format!("alias:{user_id}");
+        self.limits
+            .hit(&format!("{key}:m"), l.alias_per_minute, limit::MINUTE)?;
+        self.limits
+            .hit(&format!("{key}:h"), l.alias_per_hour, limit::HOUR)
     }
 }
 
@@ -49,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .layer(cors);
     Router::new()
         .route("/health", get(health))
+        .route("/auth/activate", get(simplelogin::activate_link))
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state)
@@ -73,7 +94,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -19,6 +19,28 @@ pub struct Settings {
     pub mail: MailSettings,
     pub outbound: OutboundSettings,
     pub queue: QueueSettings,
+    pub accounts: AccountSettings,
+    pub limits: LimitSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Whether anyone may sign up through the API (admins can always add users with the CLI).
+    pub registration: bool,
+}
+
+/// Request limits, per minute unless named otherwise. Over a limit: `429 Rate limit exceeded`.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Login and MFA attempts, per account and per client address.
+    pub login_per_minute: u32,
+    /// Sign-ups per client address.
+    pub signup_per_minute: u32,
+    /// Password-reset requests per client address.
+    pub reset_per_minute: u32,
+    /// Alias creations per user.
+    pub alias_per_minute: u32,
+    pub alias_per_hour: u32,
 }
 
 #[derive(Clone)]
@@ -51,6 +73,8 @@ pub struct SmtpSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// The address people reach the web UI and API at, for links in emails.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -291,9 +315,16 @@ impl Reader<'_> {
                 "smtp.tls_cert and smtp.tls_key go together",
             );
         }
-        let http = HttpSettings {
-            listen: self.socket("http.listen", "127.0.0.1:8080"),
-        };
+        let listen = self.socket("http.listen", "127.0.0.1:8080");
+        let public_url = self
+            .string("http.public_url")
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            self.error("http.public_url", "must start with http:// or https://");
+        }
+        let http = HttpSettings { listen, public_url };
         let alias_domains = self.list("mail.alias_domains");
         let alias_domains: Vec<String> = alias_domains
             .into_iter()
@@ -355,6 +386,19 @@ impl Reader<'_> {
             lifetime: Duration::from_secs(self.positive("queue.lifetime_days", 5) as u64 * 86_400),
             poll_interval: self.seconds("queue.poll_interval", 15),
         };
+        let accounts = AccountSettings {
+            registration: self.boolean("accounts.registration", true),
+        };
+        let per = |r: &mut Self, key: &str, default: usize| {
+            u32::try_from(r.positive(key, default)).unwrap_or(u32::MAX)
+        };
+        let limits = LimitSettings {
+            login_per_minute: per(self, "limits.login_per_minute", 10),
+            signup_per_minute: per(self, "limits.signup_per_minute", 10),
+            reset_per_minute: per(self, "limits.reset_per_minute", 2),
+            alias_per_minute: per(self, "limits.alias_per_minute", 5),
+            alias_per_hour: per(self, "limits.alias_per_hour", 50),
+        };
         Settings {
             data_dir,
             database,
@@ -368,6 +412,8 @@ impl Reader<'_> {
             },
             outbound,
             queue,
+            accounts,
+            limits,
         }
     }
 
@@ -451,6 +497,28 @@ impl Reader<'_> {
                     &format!("expected a whole number, found a {}", other.type_str()),
                 );
                 None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        match self.lookup(key).cloned() {
+            None => default,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(toml::Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" | "on" => true,
+                "false" | "no" | "0" | "off" => false,
+                _ => {
+                    self.error(key, &format!("expected true or false, found `{s}`"));
+                    default
+                }
+            },
+            Some(other) => {
+                self.error(
+                    key,
+                    &format!("expected true or false, found a {}", other.type_str()),
+                );
+                default
             }
         }
     }

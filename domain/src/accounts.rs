@@ -68,6 +68,10 @@ pub async fn find_user(db: &impl ConnectionTrait, email: &str) -> Result<Option<
         .await?)
 }
 
+pub async fn find_user_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
 pub async fn require_user(db: &impl ConnectionTrait, email: &str) -> Result<user::Model> {
     find_user(db, email)
         .await?

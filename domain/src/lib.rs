@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod auth;
 pub mod db;
 pub mod dkim;
 pub mod error;

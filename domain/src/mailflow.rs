@@ -623,6 +623,24 @@ impl Mailflow {
         Ok(())
     }
 
+    /// Queues a message from Postern to one of its users (account emails, notices).
+    pub async fn send_notice(
+        &self,
+        user_id: i64,
+        to: &str,
+        subject: &str,
+        text: &str,
+    ) -> Result<()> {
+        let txn = crate::db::begin_write(&self.inner.db).await?;
+        let mut work = Work::default();
+        self.notify(&txn, user_id, None, to, subject, text, &mut work)
+            .await?;
+        txn.commit().await?;
+        self.inner.wake.notify_one();
+        self.deliver_soon(work.deliveries);
+        Ok(())
+    }
+
     /// Message-ID translation between what mailboxes use and what contacts see.
     /// `ours_to_original`: ids we minted → the mailbox's originals (for forwards);
     /// otherwise originals → ours (for replies).

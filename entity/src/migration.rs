@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_init::Migration),
             Box::new(m20261122_000002_alias_pinned::Migration),
+            Box::new(m20261122_000003_accounts::Migration),
         ]
     }
 }
@@ -331,6 +332,85 @@ mod m20261122_000002_alias_pinned {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+mod m20261122_000003_accounts {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261122_000003_accounts"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            // SQLite alters one column per statement.
+            let user_columns = [
+                boolean("activated").default(true).to_owned(),
+                boolean("disabled").default(false).to_owned(),
+                string_null("totp_secret"),
+                big_integer_null("totp_last_step"),
+            ];
+            for col in user_columns {
+                m.alter_table(Table::alter().table("users").add_column(col).to_owned())
+                    .await?;
+            }
+            m.alter_table(
+                Table::alter()
+                    .table("api_keys")
+                    .add_column(timestamp_with_time_zone_null("sudo_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("account_tokens")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("user_id"))
+                    .col(string("purpose"))
+                    .col(string_uniq("token_hash"))
+                    .col(string_null("code_hash"))
+                    .col(integer("tries").default(0))
+                    .col(timestamp_with_time_zone("expires_at"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_account_tokens_user")
+                    .table("account_tokens")
+                    .col("user_id")
+                    .col("purpose")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(Table::drop().table("account_tokens").if_exists().to_owned())
+                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("api_keys")
+                    .drop_column("sudo_at")
+                    .to_owned(),
+            )
+            .await?;
+            for col in ["activated", "disabled", "totp_secret", "totp_last_step"] {
+                m.alter_table(Table::alter().table("users").drop_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

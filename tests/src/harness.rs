@@ -60,6 +60,12 @@ impl TestServer {
             ("queue.retry_initial", "1"),
             ("queue.max_retry_interval", "2"),
             ("queue.poll_interval", "1"),
+            // Tests that exercise limits set their own.
+            ("limits.login_per_minute", "10000"),
+            ("limits.signup_per_minute", "10000"),
+            ("limits.reset_per_minute", "10000"),
+            ("limits.alias_per_minute", "10000"),
+            ("limits.alias_per_hour", "10000"),
         ];
         pairs.extend_from_slice(extra);
         let settings = Settings::from_pairs(pairs).expect("test settings are valid");

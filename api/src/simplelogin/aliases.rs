@@ -29,6 +29,7 @@ pub async fn random_new(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // SimpleLogin parses this body leniently: a missing or non-JSON body is no note.
+    state.limit_alias_creation(user.id)?;
     let note = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("note").and_then(Value::as_str).map(str::to_string));

@@ -194,6 +194,7 @@ async fn create(
     mailboxes: &[EmailAddress],
     body: &Map<String, Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.limit_alias_creation(user.id)?;
     let suffix = suffix::verify(&state.suffix_key, signed, chrono::Utc::now().timestamp())
         .map_err(|e| match e {
             suffix::SuffixError::Expired => {

@@ -2,6 +2,7 @@
 //! password-manager generators, Raycast, CLIs) expect: same paths, fields and errors.
 
 mod aliases;
+mod auth;
 mod contacts;
 mod custom;
 mod mailboxes;
@@ -10,7 +11,7 @@ mod user;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use serde_json::Value;
 
 use crate::AppState;
@@ -21,9 +22,28 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
+pub use auth::activate_link;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/user_info", get(user::user_info))
+        .route(
+            "/user_info",
+            get(user::user_info).patch(user::update_user_info),
+        )
+        .route("/auth/register", post(auth::register))
+        .route("/auth/activate", post(auth::activate))
+        .route("/auth/reactivate", post(auth::reactivate))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/mfa", post(auth::mfa))
+        .route("/auth/forgot_password", post(auth::forgot_password))
+        .route("/auth/reset_password", post(auth::reset_password))
+        .route("/sudo", patch(auth::sudo))
+        .route("/user", delete(auth::delete_user))
+        .route("/user/password", patch(auth::change_password))
+        .route("/api_key", post(auth::create_api_key))
+        .route("/api_keys", get(auth::list_api_keys))
+        .route("/api_keys/{id}", delete(auth::revoke_api_key))
+        .route("/logout", get(auth::logout))
         .route("/stats", get(user::stats))
         .route("/v5/alias/options", get(custom::options_v5))
         .route("/v4/alias/options", get(custom::options_v4))

@@ -5,7 +5,45 @@ use crate::extract::ApiUser;
 
 /// `GET /api/user_info`: clients call it to check a key.
 pub async fn user_info(ApiUser(user): ApiUser) -> Json<Value> {
-    Json(json!({
+    Json(user_object(&user))
+}
+
+/// `PATCH /api/user_info` `{name}` → the user-info object.
+pub async fn update_user_info(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    ApiUser(user): ApiUser,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, crate::error::ApiError> {
+    use sea_orm::{ActiveModelTrait, Set};
+    let body = super::json_object(&body)?;
+    let mut active: postern_entity::user::ActiveModel = user.into();
+    if let Some(name) = body.get("name") {
+        let name = match name {
+            Value::Null => None,
+            Value::String(s) => Some(
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .take(128)
+                    .collect::<String>(),
+            ),
+            _ => return Err(crate::error::ApiError::bad_request("name must be a string")),
+        };
+        active.name = Set(name);
+    }
+    if body.get("profile_picture").is_some_and(|p| !p.is_null()) {
+        return Err(crate::error::ApiError::bad_request(
+            "Unsupported image format",
+        ));
+    }
+    let user = active
+        .update(state.flow.db())
+        .await
+        .map_err(postern_domain::DomainError::from)?;
+    Ok(Json(user_object(&user)))
+}
+
+fn user_object(user: &postern_entity::user::Model) -> Value {
+    json!({
         "name": user.name.clone().unwrap_or_default(),
         // No plans here: a user without an alias quota has everything.
         "is_premium": user.alias_quota.is_none(),
@@ -16,7 +54,7 @@ pub async fn user_info(ApiUser(user): ApiUser) -> Json<Value> {
         "connected_proton_address": null,
         "can_create_reverse_alias": true,
         "profile_picture_url": null,
-    }))
+    })
 }
 
 /// `GET /api/stats`.

@@ -12,6 +12,8 @@ pub struct Model {
     pub key_hash: String,
     pub use_count: i64,
     pub last_used: Option<DateTimeUtc>,
+    /// Set by re-entering the password; sensitive calls need it to be recent.
+    pub sudo_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }
 

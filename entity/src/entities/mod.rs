@@ -1,3 +1,4 @@
+pub mod account_token;
 pub mod activity;
 pub mod alias;
 pub mod alias_mailbox;

@@ -14,6 +14,13 @@ pub struct Model {
     pub default_mailbox_id: Option<i64>,
     /// Maximum number of aliases; `None` is unlimited.
     pub alias_quota: Option<i32>,
+    /// False until a self-registered user confirms the address.
+    pub activated: bool,
+    pub disabled: bool,
+    /// Base32 TOTP secret when two-factor authentication is on.
+    pub totp_secret: Option<String>,
+    /// The last TOTP step accepted, so a code works once.
+    pub totp_last_step: Option<i64>,
     pub created_at: DateTimeUtc,
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end: the whole service on loopback ports, a real SMTP client sending, a real SMTP
 //! sink receiving. Runs on SQLite, or on PostgreSQL with POSTERN_TEST_DATABASE_URL.
 
+mod accounts;
 mod admin;
 mod api;
 mod forward;

@@ -1,0 +1,495 @@
+//! Account endpoints: sign-up and activation, login with optional TOTP, password reset,
+//! sudo, API keys, logout and account deletion.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Html;
+use postern_domain::auth::{self, CodeCheck};
+use postern_domain::{DomainError, EmailAddress, accounts};
+use postern_entity::{api_key, user};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiUser;
+use crate::limit::{ClientIp, MINUTE};
+
+fn text(body: &Map<String, Value>, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+async fn commit(txn: sea_orm::DatabaseTransaction) -> Result<(), ApiError> {
+    txn.commit().await.map_err(DomainError::from)?;
+    Ok(())
+}
+
+async fn send_activation(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
+    let txn = postern_domain::db::begin_write(state.flow.db()).await?;
+    let issued =
+        auth::issue_token(&txn, user.id, "activate", true, chrono::Duration::days(1)).await?;
+    commit(txn).await?;
+    let link = format!(
+        "{}/auth/activate?token={}",
+        state.flow.settings().http.public_url,
+        issued.token
+    );
+    let code = issued.code.unwrap_or_default();
+    let body = format!(
+        "Welcome to Postern.\n\nConfirm your address by opening this link:\n{link}\n\n\
+         or by entering this code in your app: {code}\n\nThe link and the code work for one day."
+    );
+    state
+        .flow
+        .send_notice(user.id, &user.email, "Confirm your Postern account", &body)
+        .await?;
+    Ok(())
+}
+
+/// `POST /api/auth/register` `{email, password}`.
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.flow.settings();
+    state.limits.hit(
+        &format!("signup:{ip}"),
+        settings.limits.signup_per_minute,
+        MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    if !settings.accounts.registration {
+        return Err(ApiError::bad_request("registration is closed"));
+    }
+    let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    };
+    auth::check_password_rules(&password)?;
+    let email = EmailAddress::parse(&email)
+        .map_err(|_| ApiError::bad_request(format!("cannot use {email} as personal inbox")))?;
+    let db = state.flow.db();
+    if accounts::find_user(db, email.as_str()).await?.is_some() {
+        // Same answer as a new sign-up, so addresses cannot be probed; the owner is told.
+        if let Some(existing) = accounts::find_user(db, email.as_str()).await? {
+            let text = "Someone tried to create a Postern account with this address, which already \
+                        has one. If it was you, log in or reset your password.";
+            state
+                .flow
+                .send_notice(existing.id, &existing.email, "Sign-up attempt", text)
+                .await?;
+        }
+        return Ok(Json(json!({"msg": "User needs to confirm their account"})));
+    }
+    let txn = postern_domain::db::begin_write(db).await?;
+    let user = auth::register(&txn, settings, &email, &password).await?;
+    commit(txn).await?;
+    send_activation(&state, &user).await?;
+    Ok(Json(json!({"msg": "User needs to confirm their account"})))
+}
+
+/// `POST /api/auth/activate` `{email, code}`.
+pub async fn activate(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.limits.hit(
+        &format!("activate:{ip}"),
+        state.flow.settings().limits.login_per_minute,
+        MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    let wrong = || ApiError::bad_request("Wrong email or code");
+    let (Some(email), Some(code)) = (text(&body, "email"), text(&body, "code")) else {
+        return Err(wrong());
+    };
+    let db = state.flow.db();
+    let Some(user) = accounts::find_user(db, &email).await? else {
+        return Err(wrong());
+    };
+    if user.activated {
+        return Err(wrong());
+    }
+    let txn = postern_domain::db::begin_write(db).await?;
+    let check = auth::redeem_code(&txn, user.id, "activate", &code).await?;
+    if check == CodeCheck::Accepted {
+        auth::activate(&txn, user.id).await?;
+    }
+    commit(txn).await?;
+    match check {
+        CodeCheck::Accepted => Ok(Json(
+            json!({"msg": "Account is activated, user can login now"}),
+        )),
+        CodeCheck::Wrong => Err(wrong()),
+        CodeCheck::Exhausted => Err(ApiError::new(StatusCode::GONE, "Too many wrong tries")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /auth/activate?token=…`: the link in the confirmation email.
+pub async fn activate_link(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<(StatusCode, Html<&'static str>), ApiError> {
+    let db = state.flow.db();
+    let txn = postern_domain::db::begin_write(db).await?;
+    let user = match q.token.as_deref() {
+        Some(token) => auth::redeem_token(&txn, "activate", token).await?,
+        None => None,
+    };
+    if let Some(user_id) = user {
+        auth::activate(&txn, user_id).await?;
+    }
+    commit(txn).await?;
+    Ok(match user {
+        Some(_) => (
+            StatusCode::OK,
+            Html(
+                "<!doctype html><title>Postern</title><p>Your account is confirmed. You can log in now.</p>",
+            ),
+        ),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Html(
+                "<!doctype html><title>Postern</title><p>This link is invalid or has expired. Ask for a new one.</p>",
+            ),
+        ),
+    })
+}
+
+/// `POST /api/auth/reactivate` `{email}`: sends a new confirmation.
+pub async fn reactivate(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.limits.hit(
+        &format!("signup:{ip}"),
+        state.flow.settings().limits.signup_per_minute,
+        MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    let email = text(&body, "email").unwrap_or_default();
+    match accounts::find_user(state.flow.db(), &email).await? {
+        Some(user) if user.disabled => Err(ApiError::bad_request("User is disabled")),
+        Some(user) if !user.activated => {
+            send_activation(&state, &user).await?;
+            Ok(Json(json!({"msg": "User needs to confirm their account"})))
+        }
+        _ => Err(ApiError::bad_request("Something went wrong")),
+    }
+}
+
+fn login_answer(
+    user: &user::Model,
+    api_key: Option<String>,
+    mfa_key: Option<String>,
+) -> Json<Value> {
+    Json(json!({
+        "name": user.name.clone().unwrap_or_default(),
+        "email": user.email,
+        "mfa_enabled": mfa_key.is_some(),
+        "mfa_key": mfa_key,
+        "api_key": api_key,
+    }))
+}
+
+/// `POST /api/auth/login` `{email, password, device}`.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.flow.settings().limits.login_per_minute;
+    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    let body = super::json_object(&body)?;
+    let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    };
+    let email = email.trim().to_lowercase();
+    state.limits.hit(&format!("login:{email}"), limit, MINUTE)?;
+    let device = text(&body, "device").unwrap_or_else(|| "device".into());
+    let db = state.flow.db();
+    let user = accounts::find_user(db, &email).await?;
+    let password_ok = auth::verify_password(
+        user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        &password,
+    );
+    let Some(user) = user.filter(|_| password_ok) else {
+        return Err(ApiError::bad_request("Email or password incorrect"));
+    };
+    if user.disabled {
+        return Err(ApiError::bad_request("Account disabled"));
+    }
+    if !user.activated {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Account not activated",
+        ));
+    }
+    if user.totp_secret.is_some() {
+        let key = auth::mfa_key(&state.mfa_key, user.id, chrono::Utc::now().timestamp());
+        return Ok(login_answer(&user, None, Some(key)));
+    }
+    let key = auth::key_for_device(db, user.id, &device).await?;
+    Ok(login_answer(&user, Some(key), None))
+}
+
+/// `POST /api/auth/mfa` `{mfa_token, mfa_key, device}`.
+pub async fn mfa(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.flow.settings().limits.login_per_minute;
+    state.limits.hit(&format!("mfa-ip:{ip}"), limit, MINUTE)?;
+    let body = super::json_object(&body)?;
+    let (Some(token), Some(mfa_key)) = (text(&body, "mfa_token"), text(&body, "mfa_key")) else {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    };
+    let now = chrono::Utc::now().timestamp();
+    let user_id = auth::verify_mfa_key(&state.mfa_key, &mfa_key, now)
+        .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
+    state.limits.hit(&format!("mfa:{user_id}"), limit, MINUTE)?;
+    let db = state.flow.db();
+    let Some(user) = accounts::find_user_by_id(db, user_id).await? else {
+        return Err(ApiError::bad_request("Invalid mfa_key"));
+    };
+    if user.totp_secret.is_none() {
+        return Err(ApiError::bad_request(
+            "This endpoint should only be used by user who enables MFA",
+        ));
+    }
+    if !auth::check_totp(db, &user, &token, now).await? {
+        return Err(ApiError::bad_request("Wrong TOTP Token"));
+    }
+    let device = text(&body, "device").unwrap_or_else(|| "device".into());
+    let key = auth::key_for_device(db, user.id, &device).await?;
+    Ok(Json(json!({
+        "name": user.name.clone().unwrap_or_default(),
+        "email": user.email,
+        "api_key": key,
+    })))
+}
+
+/// `POST /api/auth/forgot_password` `{email}`: always `{"ok": true}`.
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.limits.hit(
+        &format!("reset:{ip}"),
+        state.flow.settings().limits.reset_per_minute,
+        MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    let email = text(&body, "email")
+        .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
+    let db = state.flow.db();
+    if let Some(user) = accounts::find_user(db, &email)
+        .await?
+        .filter(|u| !u.disabled)
+    {
+        let txn = postern_domain::db::begin_write(db).await?;
+        let issued =
+            auth::issue_token(&txn, user.id, "reset", false, chrono::Duration::hours(1)).await?;
+        commit(txn).await?;
+        let link = format!(
+            "{}/auth/reset_password?token={}",
+            state.flow.settings().http.public_url,
+            issued.token
+        );
+        let text = format!(
+            "To choose a new password for your Postern account, open this link within an hour:\n{link}\n\n\
+             If you did not ask for this, ignore this email: your password stays as it is."
+        );
+        state
+            .flow
+            .send_notice(user.id, &user.email, "Reset your Postern password", &text)
+            .await?;
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/auth/reset_password` `{token, password}`: completes a reset; every API key of
+/// the account is revoked, since a reset means the old credentials are not trusted.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.limits.hit(
+        &format!("reset:{ip}"),
+        state.flow.settings().limits.login_per_minute,
+        MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    let (Some(token), Some(password)) = (text(&body, "token"), text(&body, "password")) else {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    };
+    auth::check_password_rules(&password)?;
+    let db = state.flow.db();
+    let txn = postern_domain::db::begin_write(db).await?;
+    let Some(user_id) = auth::redeem_token(&txn, "reset", &token).await? else {
+        return Err(ApiError::bad_request("Invalid or expired link"));
+    };
+    let user = accounts::find_user_by_id(&txn, user_id)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("Invalid or expired link"))?;
+    auth::set_password(&txn, user, &password).await?;
+    for key in auth::list_api_keys(&txn, user_id).await? {
+        auth::revoke_api_key(&txn, user_id, key.id).await?;
+    }
+    commit(txn).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// The key row of the request, for the endpoints that need sudo.
+async fn calling_key(state: &AppState, headers: &HeaderMap) -> Result<api_key::Model, ApiError> {
+    let key = crate::extract::presented_key(headers).ok_or_else(ApiError::wrong_api_key)?;
+    auth::api_key_row(state.flow.db(), &key)
+        .await?
+        .ok_or_else(ApiError::wrong_api_key)
+}
+
+fn need_sudo(key: &api_key::Model) -> Result<(), ApiError> {
+    if auth::has_sudo(key) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::from_u16(440).unwrap_or(StatusCode::FORBIDDEN),
+            "Need sudo",
+        ))
+    }
+}
+
+/// `PATCH /api/sudo` `{password}`.
+pub async fn sudo(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.flow.settings().limits.login_per_minute;
+    state
+        .limits
+        .hit(&format!("login:{}", user.email), limit, MINUTE)?;
+    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    let password = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("password")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if !auth::verify_password(user.password_hash.as_deref(), &password) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
+    }
+    let key = calling_key(&state, &headers).await?;
+    auth::grant_sudo(state.flow.db(), key).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `DELETE /api/user` (sudo): deletes the account and everything it owns.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    need_sudo(&calling_key(&state, &headers).await?)?;
+    let txn = postern_domain::db::begin_write(state.flow.db()).await?;
+    auth::delete_account(&txn, user.id).await?;
+    commit(txn).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/api_key` `{device}` (sudo) → 201 `{"api_key": …}`, shown once.
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    need_sudo(&calling_key(&state, &headers).await?)?;
+    let body = super::json_object(&body)?;
+    let device = text(&body, "device")
+        .ok_or_else(|| ApiError::bad_request("request body cannot be empty"))?;
+    let key = accounts::create_api_key(state.flow.db(), user.id, &device).await?;
+    Ok((StatusCode::CREATED, Json(json!({"api_key": key}))))
+}
+
+/// `GET /api/api_keys`: the user's keys, never the secrets.
+pub async fn list_api_keys(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Json<Value>, ApiError> {
+    let keys: Vec<Value> = auth::list_api_keys(state.flow.db(), user.id)
+        .await?
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id,
+                "name": k.name,
+                "created_at": k.created_at.timestamp(),
+                "last_used": k.last_used.map(|t| t.timestamp()),
+                "use_count": k.use_count,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"api_keys": keys})))
+}
+
+/// `DELETE /api/api_keys/:id`.
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = super::parse_id(&id)?;
+    if auth::revoke_api_key(state.flow.db(), user.id, id).await? {
+        Ok(Json(json!({"deleted": true})))
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+/// `GET /api/logout`: the key that made the call stops working.
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let key = calling_key(&state, &headers).await?;
+    auth::revoke_api_key(state.flow.db(), user.id, key.id).await?;
+    Ok(Json(json!({"msg": "User is logged out"})))
+}
+
+/// `PATCH /api/user/password` `{current_password, new_password}`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.flow.settings().limits.login_per_minute;
+    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    let body = super::json_object(&body)?;
+    let current = text(&body, "current_password").unwrap_or_default();
+    let new = text(&body, "new_password")
+        .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
+    if !auth::verify_password(user.password_hash.as_deref(), &current) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
+    }
+    auth::set_password(state.flow.db(), user, &new).await?;
+    Ok(Json(json!({"ok": true})))
+}

@@ -1,0 +1,499 @@
+use postern_tests::harness::{TestServer, WAIT};
+use postern_tests::http::{call, http};
+use serde_json::{Value, json};
+
+/// The text after `marker` in the newest email to `to`, up to whitespace.
+async fn from_email(server: &TestServer, to: &str, n: usize, marker: &str) -> String {
+    server.sink.wait_for(n, WAIT).await;
+    let mail = server
+        .sink
+        .for_rcpt(to)
+        .pop()
+        .expect("an email to the user");
+    let text = mail.text();
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in:\n{text}"))
+        + marker.len();
+    text[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn post(server: &TestServer, path: &str, body: Value) -> postern_tests::http::Reply {
+    call(server, "POST", path, None, Some(body)).await
+}
+
+#[tokio::test]
+async fn sign_up_confirm_by_code_and_log_in() {
+    let server = TestServer::start().await;
+    let r = post(
+        &server,
+        "/api/auth/register",
+        json!({"email": "new@real.test", "password": "short"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "password too short"}))
+    );
+    let r = post(
+        &server,
+        "/api/auth/register",
+        json!({"email": "new@real.test", "password": "a long passphrase"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (200, &json!({"msg": "User needs to confirm their account"}))
+    );
+    let code = from_email(&server, "new@real.test", 1, "code in your app: ").await;
+    assert_eq!(code.len(), 6);
+
+    let login =
+        json!({"email": "new@real.test", "password": "a long passphrase", "device": "test"});
+    let r = post(&server, "/api/auth/login", login.clone()).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (422, &json!({"error": "Account not activated"}))
+    );
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = post(
+        &server,
+        "/api/auth/activate",
+        json!({"email": "new@real.test", "code": wrong}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Wrong email or code"}))
+    );
+    let r = post(
+        &server,
+        "/api/auth/activate",
+        json!({"email": "new@real.test", "code": code}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (
+            200,
+            &json!({"msg": "Account is activated, user can login now"})
+        )
+    );
+
+    let r = post(&server, "/api/auth/login", login).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (r.json["mfa_enabled"].clone(), r.json["email"].clone()),
+        (json!(false), json!("new@real.test"))
+    );
+    let key = r.json["api_key"].as_str().expect("key").to_string();
+    let me = call(&server, "GET", "/api/user_info", Some(&key), None).await;
+    assert_eq!(me.json["email"], json!("new@real.test"));
+    // The account's address is now a verified mailbox: aliases can use it.
+    let r = call(&server, "POST", "/api/alias/random/new", Some(&key), None).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+
+    for (email, password) in [
+        ("new@real.test", "wrong password"),
+        ("nobody@real.test", "a long passphrase"),
+    ] {
+        let r = post(
+            &server,
+            "/api/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.json),
+            (400, &json!({"error": "Email or password incorrect"}))
+        );
+    }
+    // Signing up again with a taken address answers the same and tells the owner.
+    let r = post(
+        &server,
+        "/api/auth/register",
+        json!({"email": "new@real.test", "password": "another passphrase"}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"msg": "User needs to confirm their account"})
+    );
+    server.sink.wait_for(2, WAIT).await;
+    assert!(
+        server
+            .sink
+            .for_rcpt("new@real.test")
+            .iter()
+            .any(|m| m.text().contains("Sign-up attempt"))
+    );
+}
+
+#[tokio::test]
+async fn the_activation_link_works_over_http_once() {
+    let server = TestServer::start().await;
+    post(
+        &server,
+        "/api/auth/register",
+        json!({"email": "link@real.test", "password": "a long passphrase"}),
+    )
+    .await;
+    let token = from_email(&server, "link@real.test", 1, "token=").await;
+    let r = http(
+        server.http(),
+        "GET",
+        &format!("/auth/activate?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = http(
+        server.http(),
+        "GET",
+        &format!("/auth/activate?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "a link works once");
+    let r = post(
+        &server,
+        "/api/auth/login",
+        json!({"email": "link@real.test", "password": "a long passphrase"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+}
+
+#[tokio::test]
+async fn two_factor_login_with_totp() {
+    let server = TestServer::start().await;
+    server.add_user("mfa@real.test").await;
+    let db = server.running().flow.db();
+    let user = postern_domain::accounts::require_user(db, "mfa@real.test")
+        .await
+        .expect("user");
+    let user = postern_domain::auth::set_password(db, user, "a long passphrase")
+        .await
+        .expect("password");
+    let secret = postern_domain::auth::new_totp_secret();
+    postern_domain::auth::set_totp(db, user, Some(secret.clone()))
+        .await
+        .expect("totp");
+
+    let r = post(
+        &server,
+        "/api/auth/login",
+        json!({"email": "mfa@real.test", "password": "a long passphrase", "device": "phone"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.json["mfa_enabled"].clone(),
+            r.json["api_key"].clone()
+        ),
+        (200, json!(true), json!(null))
+    );
+    let mfa_key = r.json["mfa_key"].as_str().expect("mfa_key").to_string();
+
+    let now = chrono_now();
+    let code = postern_domain::auth::totp_at(&secret, now / 30).expect("code");
+    let wrong = if code == "123456" { "654321" } else { "123456" };
+    let r = post(
+        &server,
+        "/api/auth/mfa",
+        json!({"mfa_token": wrong, "mfa_key": mfa_key, "device": "phone"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Wrong TOTP Token"}))
+    );
+    let r = post(
+        &server,
+        "/api/auth/mfa",
+        json!({"mfa_token": "123456", "mfa_key": "1.2.forged", "device": "phone"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Invalid mfa_key"}))
+    );
+    let r = post(
+        &server,
+        "/api/auth/mfa",
+        json!({"mfa_token": code, "mfa_key": mfa_key, "device": "phone"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let key = r.json["api_key"].as_str().expect("key").to_string();
+    assert_eq!(
+        call(&server, "GET", "/api/user_info", Some(&key), None)
+            .await
+            .status,
+        200
+    );
+    // A code works once.
+    let r = post(
+        &server,
+        "/api/auth/mfa",
+        json!({"mfa_token": code, "mfa_key": mfa_key, "device": "phone"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Wrong TOTP Token"}))
+    );
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn password_reset_by_email_revokes_old_keys() {
+    let server = TestServer::start().await;
+    let old_key = server.add_user("forgot@real.test").await;
+    let r = post(
+        &server,
+        "/api/auth/forgot_password",
+        json!({"email": "forgot@real.test"}),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    let r = post(
+        &server,
+        "/api/auth/forgot_password",
+        json!({"email": "unknown@real.test"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (200, &json!({"ok": true})),
+        "no account enumeration"
+    );
+    let token = from_email(&server, "forgot@real.test", 1, "token=").await;
+    assert_eq!(
+        server.sink.received().len(),
+        1,
+        "nothing is sent for unknown addresses"
+    );
+
+    let r = post(
+        &server,
+        "/api/auth/reset_password",
+        json!({"token": token, "password": "brand new passphrase"}),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    let r = post(
+        &server,
+        "/api/auth/reset_password",
+        json!({"token": token, "password": "brand new passphrase"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "a reset link works once");
+    assert_eq!(
+        call(&server, "GET", "/api/user_info", Some(&old_key), None)
+            .await
+            .status,
+        401
+    );
+    let r = post(
+        &server,
+        "/api/auth/login",
+        json!({"email": "forgot@real.test", "password": "brand new passphrase"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+}
+
+#[tokio::test]
+async fn api_keys_sudo_logout_and_account_deletion() {
+    let server = TestServer::start().await;
+    let key = server.add_user("keys@real.test").await;
+    server
+        .add_alias("keys@real.test", Some("mine@alias.test"), &[])
+        .await;
+    let db = server.running().flow.db();
+    let user = postern_domain::accounts::require_user(db, "keys@real.test")
+        .await
+        .expect("user");
+    postern_domain::auth::set_password(db, user, "a long passphrase")
+        .await
+        .expect("password");
+
+    let r = call(
+        &server,
+        "POST",
+        "/api/api_key",
+        Some(&key),
+        Some(json!({"device": "laptop"})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (440, &json!({"error": "Need sudo"})));
+    let r = call(
+        &server,
+        "PATCH",
+        "/api/sudo",
+        Some(&key),
+        Some(json!({"password": "wrong"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (403, &json!({"error": "Invalid password"}))
+    );
+    let r = call(
+        &server,
+        "PATCH",
+        "/api/sudo",
+        Some(&key),
+        Some(json!({"password": "a long passphrase"})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    let r = call(
+        &server,
+        "POST",
+        "/api/api_key",
+        Some(&key),
+        Some(json!({"device": "laptop"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let laptop = r.json["api_key"].as_str().expect("key").to_string();
+
+    let r = call(&server, "GET", "/api/api_keys", Some(&laptop), None).await;
+    let keys = r.json["api_keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.iter()
+            .all(|k| k.get("key_hash").is_none() && k.get("api_key").is_none())
+    );
+    assert!(
+        keys[0]["use_count"].as_i64().expect("count") >= 4,
+        "{}",
+        r.json
+    );
+    let first_id = keys[0]["id"].as_i64().expect("id");
+
+    let r = call(&server, "GET", "/api/logout", Some(&laptop), None).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (200, &json!({"msg": "User is logged out"}))
+    );
+    assert_eq!(
+        call(&server, "GET", "/api/user_info", Some(&laptop), None)
+            .await
+            .status,
+        401
+    );
+
+    let other = server.add_user("other@real.test").await;
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/api_keys/{first_id}"),
+        Some(&other),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (403, &json!({"error": "Forbidden"})));
+
+    let r = call(&server, "DELETE", "/api/user", Some(&key), None).await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    assert_eq!(
+        call(&server, "GET", "/api/user_info", Some(&key), None)
+            .await
+            .status,
+        401
+    );
+    let err = server
+        .cli(postern::cli::Command::Alias(
+            postern::cli::AliasCommand::Add {
+                user_email: "other@real.test".into(),
+                address: Some("mine@alias.test".into()),
+                mailboxes: vec![],
+            },
+        ))
+        .await
+        .expect_err("the deleted account's alias stays retired");
+    assert!(err.contains("already taken"), "{err}");
+}
+
+/// Limits live in the running server, so this test talks to it over HTTP.
+#[tokio::test]
+async fn limits_answer_429() {
+    let server = TestServer::start_with(&[
+        ("limits.login_per_minute", "3"),
+        ("limits.alias_per_minute", "2"),
+        ("limits.signup_per_minute", "1"),
+    ])
+    .await;
+    let key = server.add_user("busy@real.test").await;
+    let json_header = [("Content-Type", "application/json")];
+    let login = r#"{"email": "busy@real.test", "password": "nope"}"#;
+    for n in 0..3 {
+        let r = http(
+            server.http(),
+            "POST",
+            "/api/auth/login",
+            &json_header,
+            Some(login),
+        )
+        .await;
+        assert_eq!(r.status, 400, "attempt {n}");
+    }
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/auth/login",
+        &json_header,
+        Some(login),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (429, &json!({"error": "Rate limit exceeded"}))
+    );
+    let auth = [("Authentication", key.as_str())];
+    for _ in 0..2 {
+        let r = http(server.http(), "POST", "/api/alias/random/new", &auth, None).await;
+        assert_eq!(r.status, 201);
+    }
+    let r = http(server.http(), "POST", "/api/alias/random/new", &auth, None).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (429, &json!({"error": "Rate limit exceeded"}))
+    );
+    let signup =
+        |email: &str| format!(r#"{{"email": "{email}", "password": "a long passphrase"}}"#);
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/auth/register",
+        &json_header,
+        Some(&signup("a@real.test")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/auth/register",
+        &json_header,
+        Some(&signup("b@real.test")),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+}

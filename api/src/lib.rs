@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/auth/activate", get(simplelogin::activate_link))
+        .route("/mailbox/verify", get(simplelogin::verify_mailbox_link))
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state)

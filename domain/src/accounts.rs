@@ -136,6 +136,26 @@ pub async fn add_mailbox(
     user: &user::Model,
     email: &EmailAddress,
 ) -> Result<mailbox::Model> {
+    add_mailbox_with(db, settings, user, email, true).await
+}
+
+/// Adds a mailbox that must be verified (by a link sent to it) before it receives anything.
+pub async fn add_unverified_mailbox(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    user: &user::Model,
+    email: &EmailAddress,
+) -> Result<mailbox::Model> {
+    add_mailbox_with(db, settings, user, email, false).await
+}
+
+async fn add_mailbox_with(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    user: &user::Model,
+    email: &EmailAddress,
+    verified: bool,
+) -> Result<mailbox::Model> {
     if is_our_domain(settings, email.domain()) {
         return Err(DomainError::Invalid(format!(
             "{email} is on one of this server's own domains; a mailbox must be a real address elsewhere"
@@ -146,7 +166,118 @@ pub async fn add_mailbox(
             "the mailbox {email} already exists"
         )));
     }
-    insert_mailbox(db, user.id, email, true).await
+    insert_mailbox(db, user.id, email, verified).await
+}
+
+/// One of the user's mailboxes by id; another user's is `None`, like a missing one.
+pub async fn user_mailbox(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<mailbox::Model>> {
+    Ok(mailbox::Entity::find_by_id(id)
+        .filter(mailbox::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn verify_mailbox(
+    db: &impl ConnectionTrait,
+    m: mailbox::Model,
+) -> Result<mailbox::Model> {
+    let mut active: mailbox::ActiveModel = m.into();
+    active.verified = Set(true);
+    Ok(active.update(db).await?)
+}
+
+pub async fn set_default_mailbox(
+    db: &impl ConnectionTrait,
+    user: user::Model,
+    m: &mailbox::Model,
+) -> Result<()> {
+    if !m.verified {
+        return Err(DomainError::Invalid(
+            "Unverified mailbox cannot be used as default mailbox".into(),
+        ));
+    }
+    let mut active: user::ActiveModel = user.into();
+    active.default_mailbox_id = Set(Some(m.id));
+    active.update(db).await?;
+    Ok(())
+}
+
+/// Deletes a mailbox. Its aliases move to `transfer_to` (one of the user's verified
+/// mailboxes); without one, aliases left with no mailbox are deleted.
+pub async fn delete_mailbox(
+    db: &impl ConnectionTrait,
+    user: &user::Model,
+    m: mailbox::Model,
+    transfer_to: Option<i64>,
+) -> Result<()> {
+    if user.default_mailbox_id == Some(m.id) {
+        return Err(DomainError::Invalid(
+            "Cannot delete your default mailbox".into(),
+        ));
+    }
+    let target = match transfer_to {
+        Some(id) if id == m.id => {
+            return Err(DomainError::Invalid(
+                "You can not transfer the aliases to the mailbox you want to delete".into(),
+            ));
+        }
+        Some(id) => {
+            let t = user_mailbox(db, user.id, id).await?.ok_or_else(|| {
+                DomainError::Invalid("You must transfer the aliases to a mailbox you own".into())
+            })?;
+            if !t.verified {
+                return Err(DomainError::Invalid(
+                    "Your new mailbox is not verified".into(),
+                ));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let links = alias_mailbox::Entity::find()
+        .filter(alias_mailbox::Column::MailboxId.eq(m.id))
+        .all(db)
+        .await?;
+    alias_mailbox::Entity::delete_many()
+        .filter(alias_mailbox::Column::MailboxId.eq(m.id))
+        .exec(db)
+        .await?;
+    for link in links {
+        let remaining = alias_mailbox::Entity::find()
+            .filter(alias_mailbox::Column::AliasId.eq(link.alias_id))
+            .count(db)
+            .await?;
+        match &target {
+            Some(t) => {
+                alias_mailbox::Entity::insert(alias_mailbox::ActiveModel {
+                    alias_id: Set(link.alias_id),
+                    mailbox_id: Set(t.id),
+                })
+                .on_conflict(
+                    OnConflict::columns([
+                        alias_mailbox::Column::AliasId,
+                        alias_mailbox::Column::MailboxId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+            }
+            None if remaining == 0 => {
+                if let Some(a) = alias::Entity::find_by_id(link.alias_id).one(db).await? {
+                    delete_alias(db, a).await?;
+                }
+            }
+            None => {}
+        }
+    }
+    mailbox::Entity::delete_by_id(m.id).exec(db).await?;
+    Ok(())
 }
 
 pub async fn user_mailboxes(

@@ -123,6 +123,26 @@ pub async fn redeem_token(
     Ok((row.expires_at > chrono::Utc::now()).then_some(row.user_id))
 }
 
+/// Consumes a token whose purpose starts with `prefix`; returns its user and full purpose.
+pub async fn redeem_token_with_purpose(
+    db: &impl ConnectionTrait,
+    prefix: &str,
+    token: &str,
+) -> Result<Option<(i64, String)>> {
+    let Some(row) = account_token::Entity::find()
+        .filter(account_token::Column::TokenHash.eq(sha256_hex(token.trim())))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if !row.purpose.starts_with(prefix) {
+        return Ok(None);
+    }
+    account_token::Entity::delete_by_id(row.id).exec(db).await?;
+    Ok((row.expires_at > chrono::Utc::now()).then_some((row.user_id, row.purpose)))
+}
+
 /// What a typed code did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeCheck {

@@ -14,6 +14,7 @@ use crate::harness::TestServer;
 pub struct Reply {
     pub status: u16,
     pub json: Value,
+    pub body: String,
     pub headers: Vec<(String, String)>,
 }
 
@@ -62,6 +63,7 @@ pub async fn call(
     Reply {
         status: status.as_u16(),
         json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
         headers,
     }
 }
@@ -99,6 +101,7 @@ pub async fn http(
     Reply {
         status,
         json: serde_json::from_str(body).unwrap_or(Value::Null),
+        body: body.to_string(),
         headers,
     }
 }

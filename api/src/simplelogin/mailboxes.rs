@@ -31,3 +31,164 @@ async fn mailboxes(
         .collect();
     Ok(Json(json!({ "mailboxes": list })))
 }
+
+/// `POST /api/mailboxes` `{"email"}` → 201 unverified mailbox; a verification link is emailed.
+pub async fn create(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    use postern_domain::{DomainError, EmailAddress, accounts, auth};
+    state.limits.hit(
+        &format!("mailbox:{}", user.id),
+        state.flow.settings().limits.alias_per_minute,
+        crate::limit::MINUTE,
+    )?;
+    let body = super::json_object(&body)?;
+    let email = body
+        .get("email")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("Invalid email"))?;
+    let email = EmailAddress::parse(email)
+        .map_err(|_| ApiError::bad_request("Invalid email: This email address is not valid"))?;
+    let settings = state.flow.settings();
+    if accounts::is_our_domain(settings, email.domain()) {
+        return Err(ApiError::bad_request(
+            "Invalid email: This email is a domain of this server",
+        ));
+    }
+    let db = state.flow.db();
+    let txn = postern_domain::db::begin_write(db).await?;
+    let mailbox = match accounts::add_unverified_mailbox(&txn, settings, &user, &email).await {
+        Ok(m) => m,
+        Err(DomainError::Conflict(_)) => return Err(ApiError::bad_request("Email already used")),
+        Err(e) => return Err(e.into()),
+    };
+    let issued = auth::issue_token(
+        &txn,
+        user.id,
+        &format!("mailbox:{}", mailbox.id),
+        false,
+        chrono::Duration::days(1),
+    )
+    .await?;
+    txn.commit().await.map_err(DomainError::from)?;
+    let link = format!(
+        "{}/mailbox/verify?token={}",
+        settings.http.public_url, issued.token
+    );
+    let text = format!(
+        "{} asked to receive the mail of their Postern aliases at this address.\n\n\
+         If that was you, confirm it by opening this link within a day:\n{link}\n\n\
+         Otherwise ignore this email: nothing will be sent here.",
+        user.email
+    );
+    state
+        .flow
+        .send_notice(
+            user.id,
+            mailbox.email.as_str(),
+            "Confirm your mailbox",
+            &text,
+        )
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serialize::mailbox(&mailbox, user.default_mailbox_id, 0)),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /mailbox/verify?token=…`: the link in the verification email.
+pub async fn verify_link(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<TokenQuery>,
+) -> Result<(axum::http::StatusCode, axum::response::Html<&'static str>), ApiError> {
+    use postern_domain::{DomainError, accounts, auth};
+    let db = state.flow.db();
+    let txn = postern_domain::db::begin_write(db).await?;
+    let mut done = false;
+    if let Some(token) = q.token.as_deref()
+        && let Some((user_id, purpose)) =
+            auth::redeem_token_with_purpose(&txn, "mailbox:", token).await?
+        && let Some(id) = purpose
+            .strip_prefix("mailbox:")
+            .and_then(|i| i.parse().ok())
+        && let Some(m) = accounts::user_mailbox(&txn, user_id, id).await?
+    {
+        accounts::verify_mailbox(&txn, m).await?;
+        done = true;
+    }
+    txn.commit().await.map_err(DomainError::from)?;
+    Ok(if done {
+        (
+            axum::http::StatusCode::OK,
+            axum::response::Html(
+                "<!doctype html><title>Postern</title><p>Your mailbox is confirmed.</p>",
+            ),
+        )
+    } else {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::response::Html(
+                "<!doctype html><title>Postern</title><p>This link is invalid or has expired.</p>",
+            ),
+        )
+    })
+}
+
+/// `PUT /api/mailboxes/:id` `{"default": true}` → `{"updated": true}`.
+pub async fn update(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use postern_domain::accounts;
+    let id = super::parse_id(&id)?;
+    let db = state.flow.db();
+    let mailbox = accounts::user_mailbox(db, user.id, id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        super::json_object(&body)?
+    };
+    if body.get("email").is_some() {
+        return Err(ApiError::bad_request(
+            "Changing a mailbox's address is not supported: add the new address as a mailbox",
+        ));
+    }
+    if body.get("default").and_then(Value::as_bool) == Some(true) {
+        accounts::set_default_mailbox(db, user, &mailbox).await?;
+    }
+    Ok(Json(json!({"updated": true})))
+}
+
+/// `DELETE /api/mailboxes/:id` `{"transfer_aliases_to": id | -1}` → `{"deleted": true}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use postern_domain::{DomainError, accounts};
+    let id = super::parse_id(&id)?;
+    let db = state.flow.db();
+    let mailbox = accounts::user_mailbox(db, user.id, id)
+        .await?
+        .ok_or_else(ApiError::forbidden)?;
+    let transfer = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("transfer_aliases_to").and_then(Value::as_i64))
+        .filter(|id| *id >= 0);
+    let txn = postern_domain::db::begin_write(db).await?;
+    accounts::delete_mailbox(&txn, &user, mailbox, transfer).await?;
+    txn.commit().await.map_err(DomainError::from)?;
+    Ok(Json(json!({"deleted": true})))
+}

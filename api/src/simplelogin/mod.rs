@@ -6,6 +6,7 @@ mod auth;
 mod contacts;
 mod custom;
 mod mailboxes;
+mod misc;
 mod serialize;
 mod user;
 
@@ -23,6 +24,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 pub use auth::activate_link;
+pub use mailboxes::verify_link as verify_mailbox_link;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,7 +68,20 @@ pub fn routes() -> Router<AppState> {
         .route("/contacts/{contact_id}", delete(contacts::delete))
         .route("/contacts/{contact_id}/toggle", post(contacts::toggle))
         .route("/aliases/{alias_id}/toggle", post(aliases::toggle))
-        .route("/mailboxes", get(mailboxes::verified))
+        .route(
+            "/mailboxes",
+            get(mailboxes::verified).post(mailboxes::create),
+        )
+        .route(
+            "/mailboxes/{id}",
+            axum::routing::put(mailboxes::update).delete(mailboxes::delete),
+        )
+        .route("/notifications", get(misc::notifications))
+        .route("/custom_domains", get(misc::custom_domains))
+        .route("/v2/setting/domains", get(misc::domains_v2))
+        .route("/setting/domains", get(misc::domains_v1))
+        .route("/export/data", get(misc::export_data))
+        .route("/export/aliases", get(misc::export_aliases))
         .route("/v2/mailboxes", get(mailboxes::all))
 }
 

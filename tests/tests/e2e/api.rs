@@ -1077,3 +1077,192 @@ async fn the_addy_io_request_creates_an_alias() {
     .await;
     assert_eq!(r.json["data"]["default_alias_domain"], json!("alias.test"));
 }
+
+#[tokio::test]
+async fn mailboxes_are_added_by_link_and_deleted_with_transfer() {
+    let (server, key, bob) = two_users().await;
+    let r = call(
+        &server,
+        "POST",
+        "/api/mailboxes",
+        Some(&key),
+        Some(json!({"email": "alice@new.test"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(
+        (r.json["verified"].clone(), r.json["default"].clone()),
+        (json!(false), json!(false))
+    );
+    let new_id = r.json["id"].as_i64().expect("id");
+    for (email, error) in [
+        ("alice@new.test", "Email already used"),
+        ("bob@real.test", "Email already used"),
+        (
+            "x@alias.test",
+            "Invalid email: This email is a domain of this server",
+        ),
+        ("nope", "Invalid email: This email address is not valid"),
+    ] {
+        let r = call(
+            &server,
+            "POST",
+            "/api/mailboxes",
+            Some(&key),
+            Some(json!({"email": email})),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.json),
+            (400, &json!({"error": error})),
+            "{email}"
+        );
+    }
+    // Unverified: not listed by the legacy endpoint, not usable as default.
+    let r = call(&server, "GET", "/api/mailboxes", Some(&key), None).await;
+    assert_eq!(r.json["mailboxes"].as_array().expect("list").len(), 1);
+    let r = call(
+        &server,
+        "PUT",
+        &format!("/api/mailboxes/{new_id}"),
+        Some(&key),
+        Some(json!({"default": true})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (
+            400,
+            &json!({"error": "Unverified mailbox cannot be used as default mailbox"})
+        )
+    );
+
+    server.sink.wait_for(1, WAIT).await;
+    let mail = server
+        .sink
+        .for_rcpt("alice@new.test")
+        .pop()
+        .expect("verification email");
+    let text = mail.text();
+    let token = text
+        .split("token=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("token");
+    let r = http(
+        server.http(),
+        "GET",
+        &format!("/mailbox/verify?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = call(
+        &server,
+        "PUT",
+        &format!("/api/mailboxes/{new_id}"),
+        Some(&key),
+        Some(json!({"default": true})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"updated": true})));
+    let r = call(&server, "GET", "/api/v2/mailboxes", Some(&key), None).await;
+    let old_id = r.json["mailboxes"][0]["id"].as_i64().expect("id");
+    assert_eq!(r.json["mailboxes"][1]["default"], json!(true));
+
+    // Bob cannot touch Alice's mailboxes.
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/mailboxes/{old_id}"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (403, &json!({"error": "Forbidden"})));
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/mailboxes/{new_id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Cannot delete your default mailbox"}))
+    );
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/mailboxes/{old_id}"),
+        Some(&key),
+        Some(json!({"transfer_aliases_to": new_id})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"deleted": true})));
+    let r = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json["aliases"][0]["mailboxes"],
+        json!([{"id": new_id, "email": "alice@new.test"}])
+    );
+}
+
+#[tokio::test]
+async fn exports_domains_and_empty_collections() {
+    let (server, key, _) = two_users().await;
+    call(
+        &server,
+        "PATCH",
+        "/api/aliases/1",
+        Some(&key),
+        Some(json!({"note": "=cmd,\"quoted\""})),
+    )
+    .await;
+    let r = call(&server, "GET", "/api/export/data", Some(&key), None).await;
+    assert_eq!(
+        r.json["aliases"],
+        json!([{"email": "shop@alias.test", "enabled": true}])
+    );
+    let r = call(&server, "GET", "/api/export/aliases", Some(&key), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.body,
+        "alias,note,enabled,mailboxes\r\nshop@alias.test,\"'=cmd,\"\"quoted\"\"\",True,alice@real.test\r\n"
+    );
+    let r = call(&server, "GET", "/api/v2/setting/domains", Some(&key), None).await;
+    assert_eq!(
+        r.json,
+        json!([{"domain": "alias.test", "is_custom": false}])
+    );
+    let r = call(&server, "GET", "/api/setting/domains", Some(&key), None).await;
+    assert_eq!(r.json, json!([[true, "alias.test"]]));
+    let r = call(
+        &server,
+        "GET",
+        "/api/notifications?page=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(r.json, json!({"more": false, "notifications": []}));
+    let r = call(&server, "GET", "/api/notifications", Some(&key), None).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (
+            400,
+            &json!({"error": "page must be provided in request query"})
+        )
+    );
+    let r = call(&server, "GET", "/api/custom_domains", Some(&key), None).await;
+    assert_eq!(r.json, json!({"custom_domains": []}));
+}

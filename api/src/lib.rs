@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
         })
+        .layer(axum::middleware::map_response(json_errors))
         .layer(cors);
     Router::new()
         .route("/health", get(health))
@@ -74,6 +75,33 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state)
+}
+
+/// Framework rejections (bad query strings, oversized or unreadable bodies) come as plain text;
+/// API clients get every error as `{"error": …}`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::BAD_REQUEST => "Bad Request",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "No such endpoint",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported content type",
+        StatusCode::TOO_MANY_REQUESTS => "Rate limit exceeded",
+        s if s.is_server_error() => "Internal error",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    };
+    ApiError::new(status, message).into_response()
 }
 
 /// `200 {"status":"ok"}` when the database answers, `503` otherwise.

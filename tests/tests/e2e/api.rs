@@ -1266,3 +1266,199 @@ async fn exports_domains_and_empty_collections() {
     let r = call(&server, "GET", "/api/custom_domains", Some(&key), None).await;
     assert_eq!(r.json, json!({"custom_domains": []}));
 }
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_with_an_error_message() {
+    let (server, key, _) = two_users().await;
+    let auth = [
+        ("Authentication", key.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let big = format!(r#"{{"alias_prefix": "{}"}}"#, "x".repeat(3 << 20));
+    let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v3/alias/custom/new",
+            Some("{not json".into()),
+            400,
+            "Bad Request",
+        ),
+        (
+            "POST",
+            "/api/v3/alias/custom/new",
+            Some("[1, 2]".into()),
+            400,
+            "request body does not follow the required format",
+        ),
+        (
+            "POST",
+            "/api/v3/alias/custom/new",
+            Some(r#"{"alias_prefix": 5, "signed_suffix": true}"#.into()),
+            400,
+            "request body does not follow the required format",
+        ),
+        (
+            "POST",
+            "/api/v3/alias/custom/new",
+            Some(big),
+            413,
+            "Request body too large",
+        ),
+        (
+            "PATCH",
+            "/api/aliases/1",
+            Some(r#"{"pinned": "yes"}"#.into()),
+            400,
+            "pinned must be a boolean",
+        ),
+        (
+            "PATCH",
+            "/api/aliases/1",
+            Some(r#"{"mailbox_ids": "1"}"#.into()),
+            400,
+            "mailbox_ids must be an array of id",
+        ),
+        (
+            "GET",
+            "/api/v2/aliases?page_id=-1",
+            None,
+            400,
+            "page_id must be provided in request query",
+        ),
+        (
+            "GET",
+            "/api/aliases/99999999999999999999999",
+            None,
+            404,
+            "No such endpoint",
+        ),
+        (
+            "POST",
+            "/api/auth/login",
+            Some(r#"{"email": 1}"#.into()),
+            400,
+            "request body cannot be empty",
+        ),
+    ];
+    for (method, path, body, status, error) in cases {
+        let r = http(server.http(), method, path, &auth, body.as_deref()).await;
+        assert_eq!(
+            (r.status, &r.json),
+            (status, &json!({"error": error})),
+            "{method} {path}"
+        );
+    }
+}
+
+/// Pins the field names of every object clients parse.
+#[tokio::test]
+async fn json_shapes_are_pinned() {
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    }
+    fn expect(v: &serde_json::Value, want: &[&str]) {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(keys(v), want, "{v}");
+    }
+    let (server, key, _) = two_users().await;
+    let created = call(&server, "POST", "/api/alias/random/new", Some(&key), None).await;
+    let alias_fields = [
+        "id",
+        "email",
+        "creation_date",
+        "creation_timestamp",
+        "enabled",
+        "note",
+        "name",
+        "nb_forward",
+        "nb_block",
+        "nb_reply",
+        "mailbox",
+        "mailboxes",
+        "support_pgp",
+        "disable_pgp",
+        "latest_activity",
+        "pinned",
+    ];
+    let mut with_alias = alias_fields.to_vec();
+    with_alias.push("alias");
+    expect(&created.json, &with_alias);
+    let list = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    expect(&list.json["aliases"][0], &alias_fields);
+    expect(&list.json["aliases"][0]["mailbox"], &["id", "email"]);
+    let id = created.json["id"].as_i64().expect("id");
+    let contact = call(
+        &server,
+        "POST",
+        &format!("/api/aliases/{id}/contacts"),
+        Some(&key),
+        Some(json!({"contact": "c@ext.test"})),
+    )
+    .await;
+    expect(
+        &contact.json,
+        &[
+            "id",
+            "contact",
+            "creation_date",
+            "creation_timestamp",
+            "last_email_sent_date",
+            "last_email_sent_timestamp",
+            "reverse_alias",
+            "reverse_alias_address",
+            "existed",
+            "block_forward",
+        ],
+    );
+    let mailboxes = call(&server, "GET", "/api/v2/mailboxes", Some(&key), None).await;
+    expect(
+        &mailboxes.json["mailboxes"][0],
+        &[
+            "id",
+            "email",
+            "verified",
+            "default",
+            "creation_timestamp",
+            "nb_alias",
+        ],
+    );
+    let me = call(&server, "GET", "/api/user_info", Some(&key), None).await;
+    expect(
+        &me.json,
+        &[
+            "name",
+            "is_premium",
+            "email",
+            "in_trial",
+            "trial_end_timestamp",
+            "max_alias_free_plan",
+            "connected_proton_address",
+            "can_create_reverse_alias",
+            "profile_picture_url",
+        ],
+    );
+    let options = call(&server, "GET", "/api/v5/alias/options", Some(&key), None).await;
+    expect(
+        &options.json,
+        &["can_create", "prefix_suggestion", "suffixes"],
+    );
+    expect(
+        &options.json["suffixes"][0],
+        &["suffix", "signed_suffix", "is_custom", "is_premium"],
+    );
+    let stats = call(&server, "GET", "/api/stats", Some(&key), None).await;
+    expect(
+        &stats.json,
+        &["nb_alias", "nb_forward", "nb_reply", "nb_block"],
+    );
+}

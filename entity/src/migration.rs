@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_init::Migration),
             Box::new(m20261122_000002_alias_pinned::Migration),
             Box::new(m20261122_000003_accounts::Migration),
+            Box::new(m20261122_000004_alias_list_index::Migration),
         ]
     }
 }
@@ -411,6 +412,46 @@ mod m20261122_000003_accounts {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// Alias lists are ordered pinned first, newest first, per user: one index serves that order.
+mod m20261122_000004_alias_list_index {
+    use sea_orm_migration::prelude::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261122_000004_alias_list_index"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.create_index(
+                Index::create()
+                    .name("idx_aliases_user_pinned_id")
+                    .table("aliases")
+                    .col("user_id")
+                    .col("pinned")
+                    .col("id")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_index(
+                Index::drop()
+                    .name("idx_aliases_user_pinned_id")
+                    .table("aliases")
+                    .to_owned(),
+            )
+            .await
         }
     }
 }

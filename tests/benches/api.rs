@@ -1,0 +1,105 @@
+//! API speed: random-alias creation requests per second, and `GET /api/v2/aliases` latency for
+//! a user with 100,000 aliases (first page and a deep page), over real HTTP on loopback.
+//!
+//!   cargo bench -p postern-tests --bench api [-- ALIASES REQUESTS]
+//!
+//! With POSTERN_TEST_DATABASE_URL it runs on PostgreSQL (see scripts/with-postgres).
+
+use std::time::{Duration, Instant};
+
+use postern_entity::{alias, alias_mailbox};
+use postern_tests::harness::TestServer;
+use postern_tests::http::http;
+use sea_orm::{EntityTrait, Set};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let aliases = args.first().copied().unwrap_or(100_000);
+    let requests = args.get(1).copied().unwrap_or(300);
+    let server = TestServer::start().await;
+    let key = server.add_user("bench@real.test").await;
+    let db = server.running().flow.db();
+    let user = postern_domain::accounts::require_user(db, "bench@real.test")
+        .await
+        .expect("user");
+    let mailbox_id = user.default_mailbox_id.expect("mailbox");
+
+    let started = Instant::now();
+    let now = chrono::Utc::now();
+    for chunk in (0..aliases).collect::<Vec<_>>().chunks(1000) {
+        let rows = chunk.iter().map(|n| alias::ActiveModel {
+            user_id: Set(user.id),
+            email: Set(format!("bulk{n}@alias.test")),
+            enabled: Set(true),
+            created_at: Set(now),
+            ..Default::default()
+        });
+        alias::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await
+            .expect("insert aliases");
+    }
+    let ids: Vec<i64> = alias::Entity::find()
+        .all(db)
+        .await
+        .expect("ids")
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    for chunk in ids.chunks(1000) {
+        let rows = chunk.iter().map(|id| alias_mailbox::ActiveModel {
+            alias_id: Set(*id),
+            mailbox_id: Set(mailbox_id),
+        });
+        alias_mailbox::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await
+            .expect("insert links");
+    }
+    println!("seeded {aliases} aliases in {:.1?}", started.elapsed());
+
+    let auth = [("Authentication", key.as_str())];
+    let started = Instant::now();
+    for _ in 0..requests {
+        let r = http(
+            server.http(),
+            "POST",
+            "/api/alias/random/new?mode=word",
+            &auth,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "POST /api/alias/random/new: {:.0} req/s ({requests} sequential requests, {elapsed:.2?})",
+        requests as f64 / elapsed.as_secs_f64()
+    );
+
+    for (label, path) in [
+        ("first page", "/api/v2/aliases?page_id=0".to_string()),
+        ("page 2500", "/api/v2/aliases?page_id=2500".to_string()),
+    ] {
+        let mut times: Vec<Duration> = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let t = Instant::now();
+            let r = http(server.http(), "GET", &path, &auth, None).await;
+            times.push(t.elapsed());
+            assert_eq!(r.status, 200);
+            assert_eq!(r.json["aliases"].as_array().map(Vec::len), Some(20));
+        }
+        times.sort();
+        let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+        println!(
+            "GET /api/v2/aliases ({label}, {} aliases): p50 {:.2?}  p99 {:.2?}",
+            aliases + requests,
+            p(0.50),
+            p(0.99)
+        );
+    }
+}

@@ -92,7 +92,16 @@ async fn one(state: &AppState, user_id: i64, id: &str) -> Result<alias::Model, A
 }
 
 /// `POST /api/v1/aliases` `{domain, description?, format?, local_part?}` → 201 `{"data": alias}`.
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/aliases",
+    tag = "addy.io",
+    summary = "Create an alias (addy.io)",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     body: Bytes,
@@ -151,7 +160,16 @@ async fn create(
 }
 
 /// `GET /api/v1/aliases?page[number]=1&page[size]=20&filter[search]=…&filter[active]=true`.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/aliases",
+    tag = "addy.io",
+    summary = "Aliases, paginated (addy.io)",
+    params(("page[number]" = Option<u64>, Query, description = "From 1"), ("page[size]" = Option<u64>, Query, description = "Up to 100"), ("filter[search]" = Option<String>, Query, description = "Address contains"), ("filter[active]" = Option<bool>, Query, description = "Active only / inactive only")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Query(params): Query<HashMap<String, String>>,
@@ -203,7 +221,16 @@ async fn list(
     })))
 }
 
-async fn get_one(
+#[utoipa::path(
+    get,
+    path = "/api/v1/aliases/{id}",
+    tag = "addy.io",
+    summary = "One alias (addy.io)",
+    params(("id" = String, Path, description = "Alias id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
@@ -217,7 +244,17 @@ async fn get_one(
 }
 
 /// `PATCH /api/v1/aliases/{id}` `{description?, from_name?}`.
-async fn update(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/aliases/{id}",
+    tag = "addy.io",
+    summary = "Change description or from name (addy.io)",
+    params(("id" = String, Path, description = "Alias id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn update(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
@@ -248,7 +285,16 @@ async fn update(
 }
 
 /// `DELETE /api/v1/aliases/{id}` → 204; like SimpleLogin's delete, the address is never reused.
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/aliases/{id}",
+    tag = "addy.io",
+    summary = "Delete an alias (addy.io)",
+    params(("id" = String, Path, description = "Alias id")),
+    responses((status = 204, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
@@ -261,7 +307,16 @@ async fn remove(
 }
 
 /// `POST /api/v1/active-aliases` `{"id": …}` → `{"data": alias}`.
-async fn activate(
+#[utoipa::path(
+    post,
+    path = "/api/v1/active-aliases",
+    tag = "addy.io",
+    summary = "Activate an alias (addy.io)",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn activate(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     body: Bytes,
@@ -291,7 +346,16 @@ async fn activate(
 }
 
 /// `DELETE /api/v1/active-aliases/{id}` → 204.
-async fn deactivate(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/active-aliases/{id}",
+    tag = "addy.io",
+    summary = "Deactivate an alias (addy.io)",
+    params(("id" = String, Path, description = "Alias id")),
+    responses((status = 204, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn deactivate(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
@@ -304,7 +368,15 @@ async fn deactivate(
 }
 
 /// `GET /api/v1/account-details`.
-async fn account_details(
+#[utoipa::path(
+    get,
+    path = "/api/v1/account-details",
+    tag = "addy.io",
+    summary = "Account details (addy.io)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn account_details(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
@@ -340,7 +412,15 @@ async fn account_details(
 }
 
 /// `GET /api/v1/domain-options`.
-async fn domain_options(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/domain-options",
+    tag = "addy.io",
+    summary = "Domains for new aliases (addy.io)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub(crate) async fn domain_options(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
     let settings = state.flow.settings();
     Json(json!({
         "data": settings.mail.alias_domains,

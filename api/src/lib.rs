@@ -1,10 +1,11 @@
 //! The HTTP side: the SimpleLogin-compatible REST API under `/api` and the health endpoint.
 
-mod addy;
+pub(crate) mod addy;
 mod error;
 mod extract;
 mod limit;
-mod simplelogin;
+mod openapi;
+pub(crate) mod simplelogin;
 
 use std::future::Future;
 
@@ -62,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .allow_headers(Any);
     let api = simplelogin::routes()
         .nest("/v1", addy::routes())
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::page))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")

@@ -22,6 +22,16 @@ pub struct RandomQuery {
 
 /// `POST /api/alias/random/new[?hostname=…][&mode=word|uuid]`, body `{"note": …}` (optional).
 /// This is the request of Bitwarden's and other password managers' username generators.
+#[utoipa::path(
+    post,
+    path = "/api/alias/random/new",
+    tag = "aliases",
+    summary = "Create a random alias (the password managers' request)",
+    params(("hostname" = Option<String>, Query, description = "Site the alias is for"), ("mode" = Option<String>, Query, description = "word or uuid")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success", body = crate::openapi::Alias), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn random_new(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -64,6 +74,15 @@ pub async fn random_new(
 }
 
 /// `GET|POST /api/v2/aliases?page_id=N[&pinned|&disabled|&enabled]`, body `{"query": …}`.
+#[utoipa::path(
+    get,
+    path = "/api/v2/aliases",
+    tag = "aliases",
+    summary = "A page of aliases (also POST with a query body)",
+    params(("page_id" = u64, Query, description = "Page, from 0"), ("pinned" = Option<String>, Query, description = "Only pinned"), ("enabled" = Option<String>, Query, description = "Only enabled"), ("disabled" = Option<String>, Query, description = "Only disabled")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -91,6 +110,15 @@ pub async fn list(
 }
 
 /// `GET /api/aliases/:id`.
+#[utoipa::path(
+    get,
+    path = "/api/aliases/{alias_id}",
+    tag = "aliases",
+    summary = "One alias",
+    params(("alias_id" = i64, Path, description = "Alias id")),
+    responses((status = 200, description = "Success", body = crate::openapi::Alias), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -109,6 +137,15 @@ pub async fn get_one(
 }
 
 /// `POST /api/aliases/:id/toggle` → `{"enabled": <new state>}`.
+#[utoipa::path(
+    post,
+    path = "/api/aliases/{alias_id}/toggle",
+    tag = "aliases",
+    summary = "Enable or disable an alias",
+    params(("alias_id" = i64, Path, description = "Alias id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn toggle(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -125,6 +162,16 @@ pub async fn toggle(
 
 /// `PATCH|PUT /api/aliases/:id` with any of `note`, `name`, `pinned`, `mailbox_ids`,
 /// `mailbox_id`, `disable_pgp` → `{"ok": true}`.
+#[utoipa::path(
+    patch,
+    path = "/api/aliases/{alias_id}",
+    tag = "aliases",
+    summary = "Change note, name, pinned or mailboxes (also PUT)",
+    params(("alias_id" = i64, Path, description = "Alias id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -189,6 +236,15 @@ fn optional_string(v: &Value, field: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// `DELETE /api/aliases/:id` → `{"deleted": true}`; the address can never be created again.
+#[utoipa::path(
+    delete,
+    path = "/api/aliases/{alias_id}",
+    tag = "aliases",
+    summary = "Delete an alias; the address is never reused",
+    params(("alias_id" = i64, Path, description = "Alias id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -208,6 +264,15 @@ pub async fn delete(
 }
 
 /// `GET /api/aliases/:id/activities?page_id=N`.
+#[utoipa::path(
+    get,
+    path = "/api/aliases/{alias_id}/activities",
+    tag = "aliases",
+    summary = "A page of an alias's activity",
+    params(("alias_id" = i64, Path, description = "Alias id"), ("page_id" = u64, Query, description = "Page, from 0")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn activities(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

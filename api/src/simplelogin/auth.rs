@@ -49,6 +49,14 @@ async fn send_activation(state: &AppState, user: &user::Model) -> Result<(), Api
 }
 
 /// `POST /api/auth/register` `{email, password}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    tag = "auth",
+    summary = "Sign up; a confirmation code and link are emailed",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -91,6 +99,14 @@ pub async fn register(
 }
 
 /// `POST /api/auth/activate` `{email, code}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/activate",
+    tag = "auth",
+    summary = "Confirm a sign-up with the emailed code",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn activate(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -134,6 +150,14 @@ pub struct TokenQuery {
 }
 
 /// `GET /auth/activate?token=…`: the link in the confirmation email.
+#[utoipa::path(
+    get,
+    path = "/auth/activate",
+    tag = "auth",
+    summary = "Confirm a sign-up with the emailed link",
+    params(("token" = String, Query, description = "From the email")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn activate_link(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
@@ -165,6 +189,14 @@ pub async fn activate_link(
 }
 
 /// `POST /api/auth/reactivate` `{email}`: sends a new confirmation.
+#[utoipa::path(
+    post,
+    path = "/api/auth/reactivate",
+    tag = "auth",
+    summary = "Send a new confirmation",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn reactivate(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -202,6 +234,14 @@ fn login_answer(
 }
 
 /// `POST /api/auth/login` `{email, password, device}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "auth",
+    summary = "Log in; returns an API key, or an mfa_key when TOTP is on",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -243,6 +283,14 @@ pub async fn login(
 }
 
 /// `POST /api/auth/mfa` `{mfa_token, mfa_key, device}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/mfa",
+    tag = "auth",
+    summary = "Finish a two-factor login with a TOTP code",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn mfa(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -280,6 +328,14 @@ pub async fn mfa(
 }
 
 /// `POST /api/auth/forgot_password` `{email}`: always `{"ok": true}`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/forgot_password",
+    tag = "auth",
+    summary = "Email a password-reset link",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn forgot_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -321,6 +377,14 @@ pub async fn forgot_password(
 
 /// `POST /api/auth/reset_password` `{token, password}`: completes a reset; every API key of
 /// the account is revoked, since a reset means the old credentials are not trusted.
+#[utoipa::path(
+    post,
+    path = "/api/auth/reset_password",
+    tag = "auth",
+    summary = "Set a new password with the emailed token; revokes all keys",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn reset_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -372,6 +436,15 @@ fn need_sudo(key: &api_key::Model) -> Result<(), ApiError> {
 }
 
 /// `PATCH /api/sudo` `{password}`.
+#[utoipa::path(
+    patch,
+    path = "/api/sudo",
+    tag = "account",
+    summary = "Confirm the password for five minutes of sensitive calls",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn sudo(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -401,6 +474,14 @@ pub async fn sudo(
 }
 
 /// `DELETE /api/user` (sudo): deletes the account and everything it owns.
+#[utoipa::path(
+    delete,
+    path = "/api/user",
+    tag = "account",
+    summary = "Delete the account (needs sudo)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete_user(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -414,6 +495,15 @@ pub async fn delete_user(
 }
 
 /// `POST /api/api_key` `{device}` (sudo) → 201 `{"api_key": …}`, shown once.
+#[utoipa::path(
+    post,
+    path = "/api/api_key",
+    tag = "keys",
+    summary = "Create an API key (needs sudo); shown once",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create_api_key(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -429,6 +519,14 @@ pub async fn create_api_key(
 }
 
 /// `GET /api/api_keys`: the user's keys, never the secrets.
+#[utoipa::path(
+    get,
+    path = "/api/api_keys",
+    tag = "keys",
+    summary = "List API keys (never the secrets)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -450,6 +548,15 @@ pub async fn list_api_keys(
 }
 
 /// `DELETE /api/api_keys/:id`.
+#[utoipa::path(
+    delete,
+    path = "/api/api_keys/{id}",
+    tag = "keys",
+    summary = "Revoke an API key",
+    params(("id" = i64, Path, description = "Key id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -464,6 +571,14 @@ pub async fn revoke_api_key(
 }
 
 /// `GET /api/logout`: the key that made the call stops working.
+#[utoipa::path(
+    get,
+    path = "/api/logout",
+    tag = "auth",
+    summary = "Log out: the calling key stops working",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -475,6 +590,15 @@ pub async fn logout(
 }
 
 /// `PATCH /api/user/password` `{current_password, new_password}`.
+#[utoipa::path(
+    patch,
+    path = "/api/user/password",
+    tag = "account",
+    summary = "Change the password",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

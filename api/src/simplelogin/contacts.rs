@@ -13,6 +13,15 @@ use crate::error::ApiError;
 use crate::extract::ApiUser;
 
 /// `GET /api/aliases/:id/contacts?page_id=N`.
+#[utoipa::path(
+    get,
+    path = "/api/aliases/{alias_id}/contacts",
+    tag = "contacts",
+    summary = "A page of an alias's contacts",
+    params(("alias_id" = i64, Path, description = "Alias id"), ("page_id" = u64, Query, description = "Page, from 0")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -35,6 +44,16 @@ pub async fn list(
 
 /// `POST /api/aliases/:id/contacts` `{"contact": "Name <addr>"}`: the reverse alias to write to
 /// someone who never wrote first. 201 when new, 200 with `existed: true` otherwise.
+#[utoipa::path(
+    post,
+    path = "/api/aliases/{alias_id}/contacts",
+    tag = "contacts",
+    summary = "Get a reverse alias to write to someone first",
+    params(("alias_id" = i64, Path, description = "Alias id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success", body = crate::openapi::Contact), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -102,6 +121,15 @@ fn split_name_addr(raw: &str) -> (Option<&str>, &str) {
 }
 
 /// `DELETE /api/contacts/:id` → `{"deleted": true}`.
+#[utoipa::path(
+    delete,
+    path = "/api/contacts/{contact_id}",
+    tag = "contacts",
+    summary = "Delete a contact",
+    params(("contact_id" = i64, Path, description = "Contact id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -117,6 +145,15 @@ pub async fn delete(
 }
 
 /// `POST /api/contacts/:id/toggle` → `{"block_forward": <new state>}`.
+#[utoipa::path(
+    post,
+    path = "/api/contacts/{contact_id}/toggle",
+    tag = "contacts",
+    summary = "Block or unblock a contact",
+    params(("contact_id" = i64, Path, description = "Contact id")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn toggle(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

@@ -50,6 +50,15 @@ fn prefix_suggestion(hostname: Option<&str>) -> String {
 }
 
 /// `GET /api/v5/alias/options[?hostname=…]`.
+#[utoipa::path(
+    get,
+    path = "/api/v5/alias/options",
+    tag = "aliases",
+    summary = "Signed suffixes for a custom alias",
+    params(("hostname" = Option<String>, Query, description = "The site, for a prefix suggestion")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn options_v5(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -69,6 +78,15 @@ pub async fn options_v5(
 }
 
 /// `GET /api/v4/alias/options` (legacy): suffixes as `[suffix, signed_suffix]` pairs.
+#[utoipa::path(
+    get,
+    path = "/api/v4/alias/options",
+    tag = "aliases",
+    summary = "Signed suffixes (legacy pairs)",
+    params(("hostname" = Option<String>, Query, description = "The site")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn options_v4(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -87,6 +105,15 @@ pub async fn options_v4(
 
 /// `POST /api/v3/alias/custom/new`
 /// `{"alias_prefix", "signed_suffix", "mailbox_ids", "note"?, "name"?}`.
+#[utoipa::path(
+    post,
+    path = "/api/v3/alias/custom/new",
+    tag = "aliases",
+    summary = "Create a custom alias from a prefix and a signed suffix",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success", body = crate::openapi::Alias), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn new_v3(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -135,6 +162,15 @@ pub async fn new_v3(
 
 /// `POST /api/v2/alias/custom/new` (legacy) `{"alias_prefix", "signed_suffix", "note"?}`:
 /// to the default mailbox.
+#[utoipa::path(
+    post,
+    path = "/api/v2/alias/custom/new",
+    tag = "aliases",
+    summary = "Create a custom alias (legacy, default mailbox)",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success", body = crate::openapi::Alias), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn new_v2(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

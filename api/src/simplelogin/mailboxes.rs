@@ -9,11 +9,27 @@ use crate::error::ApiError;
 use crate::extract::ApiUser;
 
 /// `GET /api/mailboxes` (legacy): verified mailboxes only.
+#[utoipa::path(
+    get,
+    path = "/api/mailboxes",
+    tag = "mailboxes",
+    summary = "Verified mailboxes (legacy)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn verified(state: State<AppState>, user: ApiUser) -> Result<Json<Value>, ApiError> {
     mailboxes(state, user, true).await
 }
 
 /// `GET /api/v2/mailboxes`: every mailbox.
+#[utoipa::path(
+    get,
+    path = "/api/v2/mailboxes",
+    tag = "mailboxes",
+    summary = "All mailboxes",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn all(state: State<AppState>, user: ApiUser) -> Result<Json<Value>, ApiError> {
     mailboxes(state, user, false).await
 }
@@ -33,6 +49,15 @@ async fn mailboxes(
 }
 
 /// `POST /api/mailboxes` `{"email"}` → 201 unverified mailbox; a verification link is emailed.
+#[utoipa::path(
+    post,
+    path = "/api/mailboxes",
+    tag = "mailboxes",
+    summary = "Add a mailbox; a verification link is emailed to it",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 201, description = "Success", body = crate::openapi::Mailbox), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -104,6 +129,14 @@ pub struct TokenQuery {
 }
 
 /// `GET /mailbox/verify?token=…`: the link in the verification email.
+#[utoipa::path(
+    get,
+    path = "/mailbox/verify",
+    tag = "mailboxes",
+    summary = "Verify a mailbox with the emailed link",
+    params(("token" = String, Query, description = "From the email")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
 pub async fn verify_link(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<TokenQuery>,
@@ -142,6 +175,16 @@ pub async fn verify_link(
 }
 
 /// `PUT /api/mailboxes/:id` `{"default": true}` → `{"updated": true}`.
+#[utoipa::path(
+    put,
+    path = "/api/mailboxes/{id}",
+    tag = "mailboxes",
+    summary = "Make a mailbox the default",
+    params(("id" = i64, Path, description = "Mailbox id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -171,6 +214,16 @@ pub async fn update(
 }
 
 /// `DELETE /api/mailboxes/:id` `{"transfer_aliases_to": id | -1}` → `{"deleted": true}`.
+#[utoipa::path(
+    delete,
+    path = "/api/mailboxes/{id}",
+    tag = "mailboxes",
+    summary = "Delete a mailbox, moving its aliases",
+    params(("id" = i64, Path, description = "Mailbox id")),
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

@@ -15,6 +15,15 @@ use crate::error::ApiError;
 use crate::extract::ApiUser;
 
 /// `GET /api/notifications?page=N`: Postern tells owners by email, so the list is empty.
+#[utoipa::path(
+    get,
+    path = "/api/notifications",
+    tag = "account",
+    summary = "Notifications (owners are told by email; always empty)",
+    params(("page" = u64, Query, description = "Page, from 0")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn notifications(
     _user: ApiUser,
     Query(params): Query<HashMap<String, String>>,
@@ -27,11 +36,27 @@ pub async fn notifications(
 }
 
 /// `GET /api/custom_domains`: custom domains are not supported yet, so a user has none.
+#[utoipa::path(
+    get,
+    path = "/api/custom_domains",
+    tag = "domains",
+    summary = "Custom domains of the user",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn custom_domains(_user: ApiUser) -> Json<Value> {
     Json(json!({"custom_domains": []}))
 }
 
 /// `GET /api/v2/setting/domains`.
+#[utoipa::path(
+    get,
+    path = "/api/v2/setting/domains",
+    tag = "domains",
+    summary = "Domains aliases can be created on",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn domains_v2(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
     let list: Vec<Value> = state
         .flow
@@ -45,6 +70,14 @@ pub async fn domains_v2(State(state): State<AppState>, _user: ApiUser) -> Json<V
 }
 
 /// `GET /api/setting/domains` (legacy): `[[is_ours, domain], …]`.
+#[utoipa::path(
+    get,
+    path = "/api/setting/domains",
+    tag = "domains",
+    summary = "Domains (legacy pairs)",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn domains_v1(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
     let list: Vec<Value> = state
         .flow
@@ -58,6 +91,14 @@ pub async fn domains_v1(State(state): State<AppState>, _user: ApiUser) -> Json<V
 }
 
 /// `GET /api/export/data`.
+#[utoipa::path(
+    get,
+    path = "/api/export/data",
+    tag = "account",
+    summary = "Export account data as JSON",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn export_data(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -77,6 +118,14 @@ pub async fn export_data(
 }
 
 /// `GET /api/export/aliases`: CSV `alias,note,enabled,mailboxes`.
+#[utoipa::path(
+    get,
+    path = "/api/export/aliases",
+    tag = "account",
+    summary = "Export aliases as CSV",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn export_aliases(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

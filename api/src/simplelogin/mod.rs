@@ -1,14 +1,14 @@
 //! SimpleLogin's REST API, answered the way its clients (browser extension, Bitwarden and other
 //! password-manager generators, Raycast, CLIs) expect: same paths, fields and errors.
 
-mod aliases;
-mod auth;
-mod contacts;
-mod custom;
-mod mailboxes;
-mod misc;
+pub(crate) mod aliases;
+pub(crate) mod auth;
+pub(crate) mod contacts;
+pub(crate) mod custom;
+pub(crate) mod mailboxes;
+pub(crate) mod misc;
 mod serialize;
-mod user;
+pub(crate) mod user;
 
 use axum::Router;
 use axum::body::Bytes;

@@ -4,11 +4,28 @@ use serde_json::{Value, json};
 use crate::extract::ApiUser;
 
 /// `GET /api/user_info`: clients call it to check a key.
+#[utoipa::path(
+    get,
+    path = "/api/user_info",
+    tag = "account",
+    summary = "The user of the API key",
+    responses((status = 200, description = "Success", body = crate::openapi::UserInfo), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn user_info(ApiUser(user): ApiUser) -> Json<Value> {
     Json(user_object(&user))
 }
 
 /// `PATCH /api/user_info` `{name}` → the user-info object.
+#[utoipa::path(
+    patch,
+    path = "/api/user_info",
+    tag = "account",
+    summary = "Change the display name",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success", body = crate::openapi::UserInfo), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn update_user_info(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     ApiUser(user): ApiUser,
@@ -58,6 +75,14 @@ fn user_object(user: &postern_entity::user::Model) -> Value {
 }
 
 /// `GET /api/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "account",
+    summary = "Totals of aliases and activity",
+    responses((status = 200, description = "Success", body = crate::openapi::Stats), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn stats(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     ApiUser(user): ApiUser,

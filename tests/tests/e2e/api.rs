@@ -1462,3 +1462,53 @@ async fn json_shapes_are_pinned() {
         &["nb_alias", "nb_forward", "nb_reply", "nb_block"],
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api() {
+    let (server, key, _) = two_users().await;
+    let doc = call(&server, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.json["openapi"]
+            .as_str()
+            .expect("version")
+            .starts_with("3.1"),
+        "{}",
+        doc.json["openapi"]
+    );
+    let paths = doc.json["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/alias/random/new", "post"),
+        ("/api/v2/aliases", "get"),
+        ("/api/aliases/{alias_id}", "patch"),
+        ("/api/v3/alias/custom/new", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/mailboxes", "post"),
+        ("/api/v1/aliases", "post"),
+        ("/api/v1/active-aliases/{id}", "delete"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(paths.len() >= 40, "{} paths", paths.len());
+    // The documented alias schema has exactly the fields the API sends.
+    let created = call(&server, "POST", "/api/alias/random/new", Some(&key), None).await;
+    let mut sent: Vec<&String> = created
+        .json
+        .as_object()
+        .expect("alias")
+        .keys()
+        .filter(|k| *k != "alias")
+        .collect();
+    sent.sort();
+    let schema = &doc.json["components"]["schemas"]["Alias"]["properties"];
+    let mut documented: Vec<&String> = schema.as_object().expect("Alias schema").keys().collect();
+    documented.sort();
+    assert_eq!(sent, documented);
+
+    let page = http(server.http(), "GET", "/api/docs", &[], None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/api/alias/random/new") && page.body.contains("<table>"));
+}

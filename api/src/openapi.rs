@@ -155,6 +155,7 @@ impl Modify for Security {
         crate::simplelogin::auth::list_api_keys,
         crate::simplelogin::auth::revoke_api_key,
         crate::simplelogin::auth::logout,
+        crate::simplelogin::auth::csrf,
         crate::simplelogin::auth::change_password,
         crate::simplelogin::custom::options_v5,
         crate::simplelogin::custom::options_v4,

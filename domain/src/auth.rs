@@ -402,6 +402,10 @@ pub async fn delete_account(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         .filter(account_token::Column::UserId.eq(user_id))
         .exec(db)
         .await?;
+    postern_entity::session::Entity::delete_many()
+        .filter(postern_entity::session::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
     user::Entity::delete_by_id(user_id).exec(db).await?;
     Ok(())
 }
@@ -431,6 +435,57 @@ pub async fn revoke_api_key(db: &impl ConnectionTrait, user_id: i64, key_id: i64
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// How long a browser session lasts.
+pub const SESSION_DAYS: i64 = 30;
+
+/// A new browser session: `(cookie token, CSRF token)`.
+pub async fn create_session(db: &impl ConnectionTrait, user_id: i64) -> Result<(String, String)> {
+    use postern_entity::session;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = BASE32_NOPAD.encode(&bytes).to_ascii_lowercase();
+    rand::rng().fill_bytes(&mut bytes);
+    let csrf = BASE32_NOPAD.encode(&bytes).to_ascii_lowercase();
+    let now = chrono::Utc::now();
+    session::ActiveModel {
+        token_hash: Set(sha256_hex(&token)),
+        user_id: Set(user_id),
+        csrf_token: Set(csrf.clone()),
+        expires_at: Set(now + chrono::Duration::days(SESSION_DAYS)),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok((token, csrf))
+}
+
+/// The live session of a cookie token.
+pub async fn find_session(
+    db: &impl ConnectionTrait,
+    token: &str,
+) -> Result<Option<postern_entity::session::Model>> {
+    use postern_entity::session;
+    Ok(session::Entity::find()
+        .filter(session::Column::TokenHash.eq(sha256_hex(token.trim())))
+        .filter(session::Column::ExpiresAt.gt(chrono::Utc::now()))
+        .one(db)
+        .await?)
+}
+
+pub async fn end_session(db: &impl ConnectionTrait, id: i64) -> Result<()> {
+    postern_entity::session::Entity::delete_by_id(id)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Constant-time comparison of a presented CSRF token with the session's.
+pub fn csrf_matches(session: &postern_entity::session::Model, presented: &str) -> bool {
+    presented.len() == session.csrf_token.len()
+        && bool::from(presented.as_bytes().ct_eq(session.csrf_token.as_bytes()))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_alias_pinned::Migration),
             Box::new(m20261122_000003_accounts::Migration),
             Box::new(m20261122_000004_alias_list_index::Migration),
+            Box::new(m20261122_000005_sessions::Migration),
         ]
     }
 }
@@ -452,6 +453,43 @@ mod m20261122_000004_alias_list_index {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+mod m20261122_000005_sessions {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261122_000005_sessions"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.create_table(
+                Table::create()
+                    .table("sessions")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(string_uniq("token_hash"))
+                    .col(big_integer("user_id"))
+                    .col(string("csrf_token"))
+                    .col(timestamp_with_time_zone("expires_at"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(Table::drop().table("sessions").if_exists().to_owned())
+                .await
         }
     }
 }

@@ -219,6 +219,32 @@ pub async fn reactivate(
     }
 }
 
+/// `Set-Cookie` for a new browser session.
+async fn session_cookie(state: &AppState, user_id: i64) -> Result<HeaderMap, ApiError> {
+    let (token, _csrf) = auth::create_session(state.flow.db(), user_id).await?;
+    let secure = if state
+        .flow
+        .settings()
+        .http
+        .public_url
+        .starts_with("https://")
+    {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        crate::extract::SESSION_COOKIE,
+        auth::SESSION_DAYS * 86_400
+    );
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = cookie.parse() {
+        headers.insert(axum::http::header::SET_COOKIE, value);
+    }
+    Ok(headers)
+}
+
 fn login_answer(
     user: &user::Model,
     api_key: Option<String>,
@@ -246,7 +272,7 @@ pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let limit = state.flow.settings().limits.login_per_minute;
     state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
     let body = super::json_object(&body)?;
@@ -276,10 +302,13 @@ pub async fn login(
     }
     if user.totp_secret.is_some() {
         let key = auth::mfa_key(&state.mfa_key, user.id, chrono::Utc::now().timestamp());
-        return Ok(login_answer(&user, None, Some(key)));
+        return Ok((HeaderMap::new(), login_answer(&user, None, Some(key))));
     }
     let key = auth::key_for_device(db, user.id, &device).await?;
-    Ok(login_answer(&user, Some(key), None))
+    Ok((
+        session_cookie(&state, user.id).await?,
+        login_answer(&user, Some(key), None),
+    ))
 }
 
 /// `POST /api/auth/mfa` `{mfa_token, mfa_key, device}`.
@@ -295,7 +324,7 @@ pub async fn mfa(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let limit = state.flow.settings().limits.login_per_minute;
     state.limits.hit(&format!("mfa-ip:{ip}"), limit, MINUTE)?;
     let body = super::json_object(&body)?;
@@ -320,11 +349,14 @@ pub async fn mfa(
     }
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
     let key = auth::key_for_device(db, user.id, &device).await?;
-    Ok(Json(json!({
-        "name": user.name.clone().unwrap_or_default(),
-        "email": user.email,
-        "api_key": key,
-    })))
+    Ok((
+        session_cookie(&state, user.id).await?,
+        Json(json!({
+            "name": user.name.clone().unwrap_or_default(),
+            "email": user.email,
+            "api_key": key,
+        })),
+    ))
 }
 
 /// `POST /api/auth/forgot_password` `{email}`: always `{"ok": true}`.
@@ -428,10 +460,27 @@ fn need_sudo(key: &api_key::Model) -> Result<(), ApiError> {
     if auth::has_sudo(key) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::from_u16(440).unwrap_or(StatusCode::FORBIDDEN),
-            "Need sudo",
-        ))
+        Err(sudo_required())
+    }
+}
+
+fn sudo_required() -> ApiError {
+    ApiError::new(
+        StatusCode::from_u16(440).unwrap_or(StatusCode::FORBIDDEN),
+        "Need sudo",
+    )
+}
+
+/// Sudo for the caller: a key confirmed with `PATCH /api/sudo`, or a browser session whose
+/// login (with the password) is less than five minutes old.
+async fn require_sudo(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if crate::extract::presented_key(headers).is_some() {
+        return need_sudo(&calling_key(state, headers).await?);
+    }
+    let token = crate::extract::session_token(headers).ok_or_else(sudo_required)?;
+    match auth::find_session(state.flow.db(), &token).await? {
+        Some(s) if (chrono::Utc::now() - s.created_at).num_seconds() <= auth::SUDO_SECS => Ok(()),
+        _ => Err(sudo_required()),
     }
 }
 
@@ -487,7 +536,7 @@ pub async fn delete_user(
     ApiUser(user): ApiUser,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    need_sudo(&calling_key(&state, &headers).await?)?;
+    require_sudo(&state, &headers).await?;
     let txn = postern_domain::db::begin_write(state.flow.db()).await?;
     auth::delete_account(&txn, user.id).await?;
     commit(txn).await?;
@@ -510,7 +559,7 @@ pub async fn create_api_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    need_sudo(&calling_key(&state, &headers).await?)?;
+    require_sudo(&state, &headers).await?;
     let body = super::json_object(&body)?;
     let device = text(&body, "device")
         .ok_or_else(|| ApiError::bad_request("request body cannot be empty"))?;
@@ -570,7 +619,8 @@ pub async fn revoke_api_key(
     }
 }
 
-/// `GET /api/logout`: the key that made the call stops working.
+/// `GET /api/logout`: the key that made the call stops working; a browser session ends and
+/// its cookie is cleared.
 #[utoipa::path(
     get,
     path = "/api/logout",
@@ -583,13 +633,49 @@ pub async fn logout(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let key = calling_key(&state, &headers).await?;
-    auth::revoke_api_key(state.flow.db(), user.id, key.id).await?;
-    Ok(Json(json!({"msg": "User is logged out"})))
+) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    let db = state.flow.db();
+    let mut out = HeaderMap::new();
+    if let Some(key) = crate::extract::presented_key(&headers) {
+        if let Some(row) = auth::api_key_row(db, &key).await? {
+            auth::revoke_api_key(db, user.id, row.id).await?;
+        }
+    } else if let Some(token) = crate::extract::session_token(&headers)
+        && let Some(session) = auth::find_session(db, &token).await?
+    {
+        auth::end_session(db, session.id).await?;
+        let clear = format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+            crate::extract::SESSION_COOKIE
+        );
+        if let Ok(value) = clear.parse() {
+            out.insert(axum::http::header::SET_COOKIE, value);
+        }
+    }
+    Ok((out, Json(json!({"msg": "User is logged out"}))))
 }
 
-/// `PATCH /api/user/password` `{current_password, new_password}`.
+/// `GET /api/csrf`: the CSRF token a cookie session sends in `X-CSRF-Token` with writes.
+#[utoipa::path(
+    get,
+    path = "/api/csrf",
+    tag = "auth",
+    summary = "The CSRF token of the calling browser session",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+)]
+pub async fn csrf(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let token = crate::extract::session_token(&headers)
+        .ok_or_else(|| ApiError::bad_request("No browser session"))?;
+    let session = auth::find_session(state.flow.db(), &token)
+        .await?
+        .ok_or_else(ApiError::wrong_api_key)?;
+    Ok(Json(json!({"csrf_token": session.csrf_token})))
+}
+
 #[utoipa::path(
     patch,
     path = "/api/user/password",

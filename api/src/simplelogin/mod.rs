@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api_keys", get(auth::list_api_keys))
         .route("/api_keys/{id}", delete(auth::revoke_api_key))
         .route("/logout", get(auth::logout))
+        .route("/csrf", get(auth::csrf))
         .route("/stats", get(user::stats))
         .route("/v5/alias/options", get(custom::options_v5))
         .route("/v4/alias/options", get(custom::options_v4))

@@ -11,4 +11,5 @@ pub mod mailbox;
 pub mod message_id;
 pub mod outbound_message;
 pub mod secret;
+pub mod session;
 pub mod user;

@@ -497,3 +497,123 @@ async fn limits_answer_429() {
     .await;
     assert_eq!(r.status, 429);
 }
+
+#[tokio::test]
+async fn browser_sessions_use_cookies_with_csrf() {
+    let server = TestServer::start().await;
+    server.add_user("web@real.test").await;
+    server
+        .add_alias("web@real.test", Some("web@alias.test"), &[])
+        .await;
+    let db = server.running().flow.db();
+    let user = postern_domain::accounts::require_user(db, "web@real.test")
+        .await
+        .expect("user");
+    postern_domain::auth::set_password(db, user, "a long passphrase")
+        .await
+        .expect("password");
+
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/auth/login",
+        &[("Content-Type", "application/json")],
+        Some(r#"{"email": "web@real.test", "password": "a long passphrase", "device": "web"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let set_cookie = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+
+    // The cookie counts only when the client opts in, as SimpleLogin's extension does.
+    let r = http(
+        server.http(),
+        "GET",
+        "/api/user_info",
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let with_cookie = [("Cookie", cookie.as_str()), ("X-Sl-Allowcookies", "1")];
+    let r = http(server.http(), "GET", "/api/user_info", &with_cookie, None).await;
+    assert_eq!(
+        (r.status, r.json["email"].clone()),
+        (200, json!("web@real.test"))
+    );
+
+    // Writes need the session's CSRF token.
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/alias/random/new",
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (403, &json!({"error": "CSRF token missing or invalid"}))
+    );
+    let r = http(server.http(), "GET", "/api/csrf", &with_cookie, None).await;
+    let csrf = r.json["csrf_token"].as_str().expect("csrf").to_string();
+    let bad = [
+        ("Cookie", cookie.as_str()),
+        ("X-Sl-Allowcookies", "1"),
+        ("X-CSRF-Token", "wrong"),
+    ];
+    assert_eq!(
+        http(server.http(), "POST", "/api/alias/random/new", &bad, None)
+            .await
+            .status,
+        403
+    );
+    let good = [
+        ("Cookie", cookie.as_str()),
+        ("X-Sl-Allowcookies", "1"),
+        ("X-CSRF-Token", csrf.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let r = http(server.http(), "POST", "/api/alias/random/new", &good, None).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    // A fresh login counts as sudo: the browser extension gets its key this way.
+    let r = http(
+        server.http(),
+        "POST",
+        "/api/api_key",
+        &good,
+        Some(r#"{"device": "extension"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let key = r.json["api_key"].as_str().expect("key").to_string();
+    assert_eq!(
+        call(&server, "GET", "/api/user_info", Some(&key), None)
+            .await
+            .status,
+        200
+    );
+
+    let r = http(server.http(), "GET", "/api/logout", &with_cookie, None).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
+    assert_eq!(
+        http(server.http(), "GET", "/api/user_info", &with_cookie, None)
+            .await
+            .status,
+        401
+    );
+}

@@ -591,11 +591,70 @@ pub async fn toggle_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Res
     Ok(active.update(db).await?)
 }
 
-/// A random suffix for a custom alias on `domain`: `.cat123@domain`.
-pub fn random_suffix(domain: &str) -> String {
+/// A random suffix for a custom alias on `domain`: `.cat123@domain`, or `.48213@domain` in
+/// the `random_string` style.
+pub fn random_suffix(domain: &str, style: &str) -> String {
     let mut rng = rand::rng();
+    if style == "random_string" {
+        return format!(".{:05}@{domain}", rng.random_range(0..100_000));
+    }
     let word = WORDS[rng.random_range(0..WORDS.len())];
     format!(".{word}{:03}@{domain}", rng.random_range(0..1000))
+}
+
+/// A user's settings, validated; `None` fields stay as they are.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsUpdate {
+    pub alias_generator: Option<String>,
+    pub sender_format: Option<String>,
+    pub random_alias_suffix: Option<String>,
+    pub notification: Option<bool>,
+    pub default_alias_domain: Option<String>,
+}
+
+pub async fn update_settings(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    u: user::Model,
+    update: SettingsUpdate,
+) -> Result<user::Model> {
+    let mut active: user::ActiveModel = u.into();
+    if let Some(g) = update.alias_generator {
+        if !matches!(g.as_str(), "word" | "uuid") {
+            return Err(DomainError::Invalid("Invalid alias_generator".into()));
+        }
+        active.alias_generator = Set(g);
+    }
+    if let Some(f) = update.sender_format {
+        if crate::rewrite::SenderFormat::parse(&f).is_none() {
+            return Err(DomainError::Invalid("Invalid sender_format".into()));
+        }
+        active.sender_format = Set(f);
+    }
+    if let Some(s) = update.random_alias_suffix {
+        if !matches!(s.as_str(), "word" | "random_string") {
+            return Err(DomainError::Invalid("Invalid random_alias_suffix".into()));
+        }
+        active.random_alias_suffix = Set(s);
+    }
+    if let Some(n) = update.notification {
+        active.notification = Set(n);
+    }
+    if let Some(d) = update.default_alias_domain {
+        if !settings.mail.alias_domains.contains(&d) {
+            return Err(DomainError::Invalid("invalid domain".into()));
+        }
+        active.default_alias_domain = Set(Some(d));
+    }
+    Ok(active.update(db).await?)
+}
+
+/// The domain new random aliases of `u` go on.
+pub fn alias_domain_for(settings: &Settings, u: &user::Model) -> String {
+    u.default_alias_domain
+        .clone()
+        .filter(|d| settings.mail.alias_domains.contains(d))
+        .unwrap_or_else(|| settings.default_alias_domain().to_string())
 }
 
 /// Changes to an alias; `None` leaves a field as it is.

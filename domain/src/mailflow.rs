@@ -332,6 +332,7 @@ impl Mailflow {
             original_from: Some(&original_from),
             reverse_aliases: &reverse_aliases,
             restore_ids: &restore_ids,
+            sender_format: self.sender_format(db, alias.user_id).await?,
         };
         let mut rewritten = rewrite::rewrite_forward(raw, &ctx).map_err(malformed)?;
         if inspection.message_id.is_none() {
@@ -681,6 +682,18 @@ impl Mailflow {
                 }
             })
             .collect())
+    }
+
+    async fn sender_format(
+        &self,
+        db: &impl ConnectionTrait,
+        user_id: i64,
+    ) -> Result<rewrite::SenderFormat> {
+        Ok(user::Entity::find_by_id(user_id)
+            .one(db)
+            .await?
+            .and_then(|u| rewrite::SenderFormat::parse(&u.sender_format))
+            .unwrap_or_default())
     }
 
     async fn alias_of(

@@ -65,6 +65,47 @@ pub struct ForwardContext<'a> {
     pub reverse_aliases: &'a HashMap<String, String>,
     /// Message-IDs we generated for replies → the owner client's original Message-ID.
     pub restore_ids: &'a HashMap<String, String>,
+    /// How reverse aliases are shown.
+    pub sender_format: SenderFormat,
+}
+
+/// How a reverse alias's display name shows the original sender (SimpleLogin's names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SenderFormat {
+    /// `"Bob Smith - bob at ext.test"`.
+    #[default]
+    At,
+    /// `"Bob Smith - bob(a)ext.test"`.
+    A,
+    /// `"Bob Smith"` (the address when there is no name).
+    NameOnly,
+    /// `"bob at ext.test"`.
+    AtOnly,
+    /// No display name at all.
+    NoName,
+}
+
+impl SenderFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "AT" => Self::At,
+            "A" => Self::A,
+            "NAME_ONLY" => Self::NameOnly,
+            "AT_ONLY" => Self::AtOnly,
+            "NO_NAME" => Self::NoName,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::At => "AT",
+            Self::A => "A",
+            Self::NameOnly => "NAME_ONLY",
+            Self::AtOnly => "AT_ONLY",
+            Self::NoName => "NO_NAME",
+        }
+    }
 }
 
 pub struct ReplyContext<'a> {
@@ -375,14 +416,34 @@ fn name_addr(name: Option<&str>, address: &str) -> String {
 /// the address) `"bob at ext.test" <rev@reply.test>`. Non-ASCII names are RFC 2047
 /// encoded. The result is a single line without CR/LF.
 pub fn reverse_alias_display(original: &Mailbox, reverse_alias: &str) -> String {
+    reverse_alias_display_as(original, reverse_alias, SenderFormat::At)
+}
+
+/// [`reverse_alias_display`] in the owner's chosen format.
+pub fn reverse_alias_display_as(
+    original: &Mailbox,
+    reverse_alias: &str,
+    format: SenderFormat,
+) -> String {
     let address = clean_token(&original.address);
+    let joiner = if format == SenderFormat::A {
+        "(a)"
+    } else {
+        " at "
+    };
     let at = match address.rsplit_once('@') {
-        Some((local, domain)) => format!("{local} at {domain}"),
+        Some((local, domain)) => format!("{local}{joiner}{domain}"),
         None => address.clone(),
     };
-    let text = match display_name(original.name.as_deref()) {
-        Some(name) if name.to_lowercase() != address.to_lowercase() => format!("{name} - {at}"),
-        _ => at,
+    let name = display_name(original.name.as_deref())
+        .filter(|name| name.to_lowercase() != address.to_lowercase());
+    let text = match (format, name) {
+        (SenderFormat::NoName, _) => return format!("<{}>", clean_token(reverse_alias)),
+        (SenderFormat::AtOnly, _) => at,
+        (SenderFormat::NameOnly, Some(name)) => name,
+        (SenderFormat::NameOnly, None) => address.clone(),
+        (_, Some(name)) => format!("{name} - {at}"),
+        (_, None) => at,
     };
     format!("{} <{}>", phrase(&text), clean_token(reverse_alias))
 }
@@ -589,7 +650,10 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
         .reverse_aliases
         .get(&sender.address.to_lowercase())
         .ok_or_else(|| RewriteError::MissingReverseAlias(sender.address.clone()))?;
-    let from_line = header_line("From", &reverse_alias_display(sender, reverse));
+    let from_line = header_line(
+        "From",
+        &reverse_alias_display_as(sender, reverse, ctx.sender_format),
+    );
 
     let from_values: Vec<String> = parts
         .fields
@@ -646,7 +710,7 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
                         } else {
                             ctx.reverse_aliases
                                 .get(&key)
-                                .map(|rev| reverse_alias_display(&m, rev))
+                                .map(|rev| reverse_alias_display_as(&m, rev, ctx.sender_format))
                         }
                     })
                     .collect();
@@ -829,6 +893,7 @@ mod tests {
             original_from: fallback,
             reverse_aliases: &map,
             restore_ids: &restore,
+            sender_format: SenderFormat::At,
         };
         rewrite_forward_at(raw, &ctx, NOW)
     }
@@ -876,6 +941,29 @@ mod tests {
             map_ids: ids,
         };
         rewrite_reply(raw, &ctx)
+    }
+
+    #[test]
+    fn sender_formats() {
+        let bob = Mailbox {
+            name: Some("Bob Smith".into()),
+            address: "bob@ext.test".into(),
+        };
+        let show = |f| reverse_alias_display_as(&bob, "r@reply.test", f);
+        assert_eq!(
+            show(SenderFormat::At),
+            "\"Bob Smith - bob at ext.test\" <r@reply.test>"
+        );
+        assert_eq!(
+            show(SenderFormat::A),
+            "\"Bob Smith - bob(a)ext.test\" <r@reply.test>"
+        );
+        assert_eq!(show(SenderFormat::NameOnly), "\"Bob Smith\" <r@reply.test>");
+        assert_eq!(
+            show(SenderFormat::AtOnly),
+            "\"bob at ext.test\" <r@reply.test>"
+        );
+        assert_eq!(show(SenderFormat::NoName), "<r@reply.test>");
     }
 
     #[test]
@@ -1043,6 +1131,7 @@ mod tests {
             original_from: None,
             reverse_aliases: &HashMap::new(),
             restore_ids: &HashMap::new(),
+            sender_format: SenderFormat::At,
         };
         let err = rewrite_forward(fixture!("multi_from"), &ctx);
         assert_eq!(

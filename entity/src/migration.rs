@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_accounts::Migration),
             Box::new(m20261122_000004_alias_list_index::Migration),
             Box::new(m20261122_000005_sessions::Migration),
+            Box::new(m20261122_000006_user_settings::Migration),
         ]
     }
 }
@@ -490,6 +491,51 @@ mod m20261122_000005_sessions {
         async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
             m.drop_table(Table::drop().table("sessions").if_exists().to_owned())
                 .await
+        }
+    }
+}
+
+mod m20261122_000006_user_settings {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261122_000006_user_settings"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            let columns = [
+                string("alias_generator").default("word").to_owned(),
+                string("sender_format").default("AT").to_owned(),
+                string("random_alias_suffix").default("word").to_owned(),
+                boolean("notification").default(true).to_owned(),
+                string_null("default_alias_domain"),
+            ];
+            for col in columns {
+                m.alter_table(Table::alter().table("users").add_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for col in [
+                "alias_generator",
+                "sender_format",
+                "random_alias_suffix",
+                "notification",
+                "default_alias_domain",
+            ] {
+                m.alter_table(Table::alter().table("users").drop_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -50,8 +50,17 @@ pub async fn random_new(
         (Some(host), _) if accounts::site_label(host).is_some() => {
             NewAliasAddress::Website(host.to_string())
         }
-        (_, None | Some("word")) => NewAliasAddress::RandomWords(None),
-        (_, Some("uuid")) => NewAliasAddress::RandomUuid(None),
+        (_, None) if user.alias_generator == "uuid" => NewAliasAddress::RandomUuid(Some(
+            accounts::alias_domain_for(state.flow.settings(), &user),
+        )),
+        (_, None | Some("word")) => NewAliasAddress::RandomWords(Some(accounts::alias_domain_for(
+            state.flow.settings(),
+            &user,
+        ))),
+        (_, Some("uuid")) => NewAliasAddress::RandomUuid(Some(accounts::alias_domain_for(
+            state.flow.settings(),
+            &user,
+        ))),
         (_, Some(other)) => {
             return Err(ApiError::bad_request(format!(
                 "{other} must be either word or uuid"

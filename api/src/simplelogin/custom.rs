@@ -20,17 +20,17 @@ pub struct HostQuery {
     hostname: Option<String>,
 }
 
-/// `(suffix, signed_suffix)` for each alias domain, the default domain first.
-fn suffixes(state: &AppState) -> Vec<(String, String)> {
+/// `(suffix, signed_suffix)` for each alias domain, the user's default domain first.
+fn suffixes(state: &AppState, user: &user::Model) -> Vec<(String, String)> {
     let now = chrono::Utc::now().timestamp();
-    state
-        .flow
-        .settings()
-        .mail
-        .alias_domains
-        .iter()
+    let settings = state.flow.settings();
+    let first = accounts::alias_domain_for(settings, user);
+    let mut domains: Vec<&String> = settings.mail.alias_domains.iter().collect();
+    domains.sort_by_key(|d| **d != first);
+    domains
+        .into_iter()
         .map(|d| {
-            let s = accounts::random_suffix(d);
+            let s = accounts::random_suffix(d, &user.random_alias_suffix);
             let signed = suffix::sign(&state.suffix_key, &s, now);
             (s, signed)
         })
@@ -64,7 +64,7 @@ pub async fn options_v5(
     ApiUser(user): ApiUser,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = suffixes(&state)
+    let list: Vec<Value> = suffixes(&state, &user)
         .into_iter()
         .map(|(s, signed)| {
             json!({"suffix": s, "signed_suffix": signed, "is_custom": false, "is_premium": false})
@@ -92,7 +92,7 @@ pub async fn options_v4(
     ApiUser(user): ApiUser,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = suffixes(&state)
+    let list: Vec<Value> = suffixes(&state, &user)
         .into_iter()
         .map(|(s, signed)| json!([s, signed]))
         .collect();

@@ -175,3 +175,133 @@ fn csv_field(s: &str) -> String {
         s
     }
 }
+
+fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
+    json!({
+        "alias_generator": u.alias_generator,
+        "notification": u.notification,
+        "random_alias_default_domain": accounts::alias_domain_for(state.flow.settings(), u),
+        "sender_format": postern_domain::rewrite::SenderFormat::parse(&u.sender_format).unwrap_or_default().as_str(),
+        "random_alias_suffix": u.random_alias_suffix,
+    })
+}
+
+/// `GET /api/setting`.
+#[utoipa::path(
+    get,
+    path = "/api/setting",
+    tag = "account",
+    summary = "The user's settings",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn setting(State(state): State<AppState>, ApiUser(user): ApiUser) -> Json<Value> {
+    Json(setting_object(&state, &user))
+}
+
+/// `PATCH /api/setting` with any of the fields of `GET /api/setting`.
+#[utoipa::path(
+    patch,
+    path = "/api/setting",
+    tag = "account",
+    summary = "Change settings",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn update_setting(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = super::json_object(&body)?;
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match body.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::bad_request(format!("Invalid {k}"))),
+        }
+    };
+    let update = accounts::SettingsUpdate {
+        alias_generator: text("alias_generator")?,
+        sender_format: text("sender_format")?,
+        random_alias_suffix: text("random_alias_suffix")?,
+        notification: match body.get("notification") {
+            None => None,
+            Some(v) => Some(
+                v.as_bool()
+                    .ok_or_else(|| ApiError::bad_request("Invalid notification"))?,
+            ),
+        },
+        default_alias_domain: text("random_alias_default_domain")?,
+    };
+    let user =
+        accounts::update_settings(state.flow.db(), state.flow.settings(), user, update).await?;
+    Ok(Json(setting_object(&state, &user)))
+}
+
+/// `GET|POST /api/aliases?page_id=N` (deprecated v1 list), body `{"query"}`.
+#[utoipa::path(
+    get,
+    path = "/api/aliases",
+    tag = "aliases",
+    summary = "A page of aliases (deprecated v1 shape)",
+    params(("page_id" = u64, Query, description = "Page, from 0")),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn aliases_v1(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Query(params): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let page = super::page_id(&params)?;
+    let query = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_string));
+    let db = state.flow.db();
+    let aliases = postern_domain::listing::alias_page(
+        db,
+        user.id,
+        page,
+        postern_domain::listing::AliasFilter::All,
+        query.as_deref(),
+    )
+    .await?;
+    let ids: Vec<i64> = aliases.iter().map(|a| a.id).collect();
+    let stats = postern_domain::listing::alias_stats(db, &ids).await?;
+    let list: Vec<Value> = aliases
+        .iter()
+        .map(|a| {
+            let s = stats.get(&a.id).cloned().unwrap_or_default();
+            json!({
+                "id": a.id,
+                "email": a.email,
+                "creation_date": super::serialize::date(&a.created_at),
+                "creation_timestamp": a.created_at.timestamp(),
+                "enabled": a.enabled,
+                "note": a.note,
+                "nb_forward": s.forwards,
+                "nb_block": s.blocks,
+                "nb_reply": s.replies,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"aliases": list})))
+}
+
+/// `PATCH /api/custom_domains/:id` and `GET …/trash`: custom domains do not exist yet, so
+/// every id is unknown.
+#[utoipa::path(
+    patch,
+    path = "/api/custom_domains/{custom_domain_id}",
+    tag = "domains",
+    summary = "Change a custom domain (none exist yet)",
+    params(("custom_domain_id" = i64, Path, description = "Domain id")),
+    responses((status = 403, description = "No such domain", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn custom_domain(_user: ApiUser) -> ApiError {
+    ApiError::forbidden()
+}

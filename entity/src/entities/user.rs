@@ -21,6 +21,15 @@ pub struct Model {
     pub totp_secret: Option<String>,
     /// The last TOTP step accepted, so a code works once.
     pub totp_last_step: Option<i64>,
+    /// `word` or `uuid`: how random aliases are made when a client does not say.
+    pub alias_generator: String,
+    /// How reverse aliases show senders: `AT`, `A`, `NAME_ONLY`, `AT_ONLY`, `NO_NAME`.
+    pub sender_format: String,
+    /// `word` (`.cat123`) or `random_string` (`.48213`) suffixes for custom aliases.
+    pub random_alias_suffix: String,
+    pub notification: bool,
+    /// Domain of new random aliases; `None` is the server's first alias domain.
+    pub default_alias_domain: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

@@ -1512,3 +1512,102 @@ async fn the_openapi_document_describes_the_api() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("/api/alias/random/new") && page.body.contains("<table>"));
 }
+
+#[tokio::test]
+async fn settings_change_how_aliases_are_made_and_shown() {
+    let (server, key, _) = two_users().await;
+    let r = call(&server, "GET", "/api/setting", Some(&key), None).await;
+    assert_eq!(
+        r.json,
+        json!({"alias_generator": "word", "notification": true, "random_alias_default_domain": "alias.test", "sender_format": "AT", "random_alias_suffix": "word"})
+    );
+    for (field, value, error) in [
+        ("alias_generator", json!("emoji"), "Invalid alias_generator"),
+        ("sender_format", json!("FANCY"), "Invalid sender_format"),
+        (
+            "random_alias_suffix",
+            json!("x"),
+            "Invalid random_alias_suffix",
+        ),
+        (
+            "random_alias_default_domain",
+            json!("gmail.test"),
+            "invalid domain",
+        ),
+        ("notification", json!("yes"), "Invalid notification"),
+    ] {
+        let r = call(
+            &server,
+            "PATCH",
+            "/api/setting",
+            Some(&key),
+            Some(json!({field: value})),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.json),
+            (400, &json!({"error": error})),
+            "{field}"
+        );
+    }
+    let r = call(&server, "PATCH", "/api/setting", Some(&key), Some(json!({"alias_generator": "uuid", "sender_format": "NO_NAME", "random_alias_suffix": "random_string"}))).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        (
+            r.json["alias_generator"].clone(),
+            r.json["sender_format"].clone()
+        ),
+        (json!("uuid"), json!("NO_NAME"))
+    );
+
+    let r = call(&server, "POST", "/api/alias/random/new", Some(&key), None).await;
+    assert_eq!(
+        r.json["alias"]
+            .as_str()
+            .expect("alias")
+            .matches('-')
+            .count(),
+        4,
+        "{}",
+        r.json
+    );
+    let r = call(&server, "GET", "/api/v5/alias/options", Some(&key), None).await;
+    let suffix = r.json["suffixes"][0]["suffix"].as_str().expect("suffix");
+    let digits = suffix
+        .trim_start_matches('.')
+        .split('@')
+        .next()
+        .expect("random part");
+    assert!(
+        digits.len() == 5 && digits.chars().all(|c| c.is_ascii_digit()),
+        "{suffix}"
+    );
+
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &["shop@alias.test"],
+        &message("Bob <bob@ext.test>", "shop@alias.test", "fmt", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"));
+    let got = server.sink.wait_for(1, WAIT).await;
+    let from = got[0].header("From").expect("From");
+    assert!(
+        from.starts_with('<') && from.ends_with("@reply.test>") && !from.contains('"'),
+        "NO_NAME shows only the reverse alias: {from}"
+    );
+
+    let r = call(&server, "GET", "/api/aliases?page_id=0", Some(&key), None).await;
+    let first = &r.json["aliases"][0];
+    assert_eq!(first.as_object().expect("alias").len(), 9, "{first}");
+    let r = call(
+        &server,
+        "PATCH",
+        "/api/custom_domains/1",
+        Some(&key),
+        Some(json!({"catch_all": true})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (403, &json!({"error": "Forbidden"})));
+}

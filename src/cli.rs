@@ -51,6 +51,8 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a user whose default (verified) mailbox is EMAIL; prints the API key last.
     Add { email: String },
+    /// Limit how many aliases a user may have (`none` removes the limit).
+    Quota { email: String, limit: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +101,26 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
                 "created user {} with mailbox {}\nAPI key (shown once):\n{}\n",
                 created.user.email, created.mailbox.email, created.api_key
             )
+        }
+        Command::User(UserCommand::Quota { email, limit }) => {
+            let quota = match limit.trim() {
+                "none" | "unlimited" => None,
+                n => Some(n.parse::<i32>().ok().filter(|n| *n >= 0).with_context(|| {
+                    format!("`{n}` is not a number of aliases; give a whole number or `none`")
+                })?),
+            };
+            let user = accounts::require_user(&db, email).await?;
+            accounts::set_alias_quota(&db, user, quota).await?;
+            match quota {
+                Some(n) => format!(
+                    "{email} may have at most {n} aliases
+"
+                ),
+                None => format!(
+                    "{email} may have any number of aliases
+"
+                ),
+            }
         }
         Command::Mailbox(MailboxCommand::Add {
             user_email,

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/auth/activate", get(simplelogin::activate_link))
         .route("/mailbox/verify", get(simplelogin::verify_mailbox_link))
+        .route("/auth/api_to_cookie", get(simplelogin::api_to_cookie))
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .with_state(state)

@@ -72,6 +72,17 @@ pub async fn find_user_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Optio
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 
+pub async fn set_alias_quota(
+    db: &impl ConnectionTrait,
+    u: user::Model,
+    quota: Option<i32>,
+) -> Result<()> {
+    let mut active: user::ActiveModel = u.into();
+    active.alias_quota = Set(quota);
+    active.update(db).await?;
+    Ok(())
+}
+
 pub async fn require_user(db: &impl ConnectionTrait, email: &str) -> Result<user::Model> {
     find_user(db, email)
         .await?

@@ -703,3 +703,62 @@ pub async fn change_password(
     auth::set_password(state.flow.db(), user, &new).await?;
     Ok(Json(json!({"ok": true})))
 }
+
+/// `GET /api/user/cookie_token` → `{"token"}`: a one-time token a native app opens as
+/// `/auth/api_to_cookie?token=…` to get a browser session (valid one hour).
+#[utoipa::path(
+    get,
+    path = "/api/user/cookie_token",
+    tag = "auth",
+    summary = "A one-time token that opens a browser session",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn cookie_token(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Json<Value>, ApiError> {
+    let issued = auth::issue_token(
+        state.flow.db(),
+        user.id,
+        "cookie",
+        false,
+        chrono::Duration::hours(1),
+    )
+    .await?;
+    Ok(Json(json!({"token": issued.token})))
+}
+
+/// `GET /auth/api_to_cookie?token=…`: exchanges a cookie token for a session cookie.
+#[utoipa::path(
+    get,
+    path = "/auth/api_to_cookie",
+    tag = "auth",
+    summary = "Exchange a cookie token for a browser session",
+    params(("token" = String, Query, description = "From /api/user/cookie_token")),
+    responses((status = 200, description = "Session cookie set"), (status = "4XX", description = "Invalid or used token")),
+)]
+pub async fn api_to_cookie(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<(StatusCode, HeaderMap, Html<&'static str>), ApiError> {
+    let db = state.flow.db();
+    let user = match q.token.as_deref() {
+        Some(token) => auth::redeem_token(db, "cookie", token).await?,
+        None => None,
+    };
+    match user {
+        Some(user_id) => Ok((
+            StatusCode::OK,
+            session_cookie(&state, user_id).await?,
+            Html("<!doctype html><title>Postern</title><p>You are logged in.</p>"),
+        )),
+        None => Ok((
+            StatusCode::BAD_REQUEST,
+            HeaderMap::new(),
+            Html(
+                "<!doctype html><title>Postern</title><p>This link is invalid or has expired.</p>",
+            ),
+        )),
+    }
+}

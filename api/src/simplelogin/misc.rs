@@ -305,3 +305,30 @@ pub async fn aliases_v1(
 pub async fn custom_domain(_user: ApiUser) -> ApiError {
     ApiError::forbidden()
 }
+
+/// `POST /api/notifications/:id/read`: there are no notifications, so no id exists.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{notification_id}/read",
+    tag = "account",
+    summary = "Mark a notification read (none exist)",
+    params(("notification_id" = i64, Path, description = "Notification id")),
+    responses((status = 403, description = "No such notification", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn notification_read(_user: ApiUser) -> ApiError {
+    ApiError::forbidden()
+}
+
+/// `DELETE /api/setting/unlink_proton_account`: Postern has no Proton sign-in to unlink.
+#[utoipa::path(
+    delete,
+    path = "/api/setting/unlink_proton_account",
+    tag = "account",
+    summary = "Unlink a Proton account (never linked here)",
+    responses((status = 400, description = "Nothing to unlink", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn unlink_proton(_user: ApiUser) -> ApiError {
+    ApiError::bad_request("The account cannot be unlinked")
+}

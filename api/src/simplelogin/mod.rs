@@ -23,7 +23,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
-pub use auth::activate_link;
+pub use auth::{activate_link, api_to_cookie};
 pub use mailboxes::verify_link as verify_mailbox_link;
 
 pub fn routes() -> Router<AppState> {
@@ -78,6 +78,12 @@ pub fn routes() -> Router<AppState> {
             axum::routing::put(mailboxes::update).delete(mailboxes::delete),
         )
         .route("/notifications", get(misc::notifications))
+        .route("/notifications/{id}/read", post(misc::notification_read))
+        .route(
+            "/setting/unlink_proton_account",
+            delete(misc::unlink_proton),
+        )
+        .route("/user/cookie_token", get(auth::cookie_token))
         .route("/custom_domains", get(misc::custom_domains))
         .route("/custom_domains/{id}", patch(misc::custom_domain))
         .route("/custom_domains/{id}/trash", get(misc::custom_domain))

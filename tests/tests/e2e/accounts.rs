@@ -617,3 +617,109 @@ async fn browser_sessions_use_cookies_with_csrf() {
         401
     );
 }
+
+#[tokio::test]
+async fn an_admin_quota_limits_aliases() {
+    let server = TestServer::start().await;
+    let key = server.add_user("q@real.test").await;
+    let quota = |limit: &str| {
+        postern::cli::Command::User(postern::cli::UserCommand::Quota {
+            email: "q@real.test".into(),
+            limit: limit.into(),
+        })
+    };
+    let err = server.cli(quota("lots")).await.expect_err("not a number");
+    assert!(err.contains("not a number of aliases"), "{err}");
+    server.cli(quota("1")).await.expect("quota");
+    let me = call(&server, "GET", "/api/user_info", Some(&key), None).await;
+    assert_eq!(
+        (
+            me.json["is_premium"].clone(),
+            me.json["max_alias_free_plan"].clone()
+        ),
+        (json!(false), json!(1))
+    );
+    assert_eq!(
+        call(&server, "POST", "/api/alias/random/new", Some(&key), None)
+            .await
+            .status,
+        201
+    );
+    let r = call(&server, "POST", "/api/alias/random/new", Some(&key), None).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "the alias quota of 1 is reached"}))
+    );
+    let r = call(&server, "GET", "/api/v5/alias/options", Some(&key), None).await;
+    assert_eq!(r.json["can_create"], json!(false));
+    server.cli(quota("none")).await.expect("no quota");
+    assert_eq!(
+        call(&server, "POST", "/api/alias/random/new", Some(&key), None)
+            .await
+            .status,
+        201
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_token_opens_a_browser_session_once() {
+    let server = TestServer::start().await;
+    let key = server.add_user("app@real.test").await;
+    let r = call(&server, "GET", "/api/user/cookie_token", Some(&key), None).await;
+    let token = r.json["token"].as_str().expect("token").to_string();
+    let r = http(
+        server.http(),
+        "GET",
+        &format!("/auth/api_to_cookie?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let cookie = r
+        .header("set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let me = http(
+        server.http(),
+        "GET",
+        "/api/user_info",
+        &[("Cookie", &cookie), ("X-Sl-Allowcookies", "1")],
+        None,
+    )
+    .await;
+    assert_eq!(me.json["email"], json!("app@real.test"));
+    let again = http(
+        server.http(),
+        "GET",
+        &format!("/auth/api_to_cookie?token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 400);
+    let r = call(
+        &server,
+        "POST",
+        "/api/notifications/1/read",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (403, &json!({"error": "Forbidden"})));
+    let r = call(
+        &server,
+        "DELETE",
+        "/api/setting/unlink_proton_account",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "The account cannot be unlinked"}))
+    );
+}

@@ -762,3 +762,89 @@ pub async fn api_to_cookie(
         )),
     }
 }
+
+/// `POST /api/mfa/setup` (sudo) → a new TOTP secret and its `otpauth://` URI for an
+/// authenticator app; nothing changes until `POST /api/mfa/enable` confirms a code.
+#[utoipa::path(
+    post,
+    path = "/api/mfa/setup",
+    tag = "auth",
+    summary = "Start turning on two-factor authentication",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn mfa_setup(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_sudo(&state, &headers).await?;
+    let secret = auth::new_totp_secret();
+    let uri = format!(
+        "otpauth://totp/Postern:{}?secret={secret}&issuer=Postern",
+        user.email.replace('@', "%40")
+    );
+    Ok(Json(json!({"secret": secret, "otpauth_uri": uri})))
+}
+
+/// `POST /api/mfa/enable` `{secret, code}` (sudo): turns TOTP on once a code from the app
+/// matches.
+#[utoipa::path(
+    post,
+    path = "/api/mfa/enable",
+    tag = "auth",
+    summary = "Turn on two-factor authentication",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn mfa_enable(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_sudo(&state, &headers).await?;
+    let body = super::json_object(&body)?;
+    let (Some(secret), Some(code)) = (text(&body, "secret"), text(&body, "code")) else {
+        return Err(ApiError::bad_request("secret and code are required"));
+    };
+    let db = state.flow.db();
+    let user = auth::set_totp(db, user, Some(secret)).await?;
+    if !auth::check_totp(db, &user, &code, chrono::Utc::now().timestamp()).await? {
+        auth::set_totp(db, user, None).await?;
+        return Err(ApiError::bad_request("Wrong TOTP Token"));
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `DELETE /api/mfa` (sudo): turns TOTP off.
+#[utoipa::path(
+    delete,
+    path = "/api/mfa",
+    tag = "auth",
+    summary = "Turn off two-factor authentication",
+    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn mfa_disable(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_sudo(&state, &headers).await?;
+    auth::set_totp(state.flow.db(), user, None).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /api/auth/facebook` and `/api/auth/google`: social login is not offered.
+#[utoipa::path(
+    post,
+    path = "/api/auth/google",
+    tag = "auth",
+    summary = "Social login (not offered; also /api/auth/facebook)",
+    responses((status = 400, description = "Not offered", body = crate::openapi::ErrorBody)),
+)]
+pub async fn social_login() -> ApiError {
+    ApiError::bad_request("invalid login mechanism")
+}

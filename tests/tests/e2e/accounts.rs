@@ -723,3 +723,77 @@ async fn a_cookie_token_opens_a_browser_session_once() {
         (400, &json!({"error": "The account cannot be unlinked"}))
     );
 }
+
+#[tokio::test]
+async fn two_factor_is_turned_on_and_off_through_the_api() {
+    let server = TestServer::start().await;
+    let key = server.add_user("totp@real.test").await;
+    let db = server.running().flow.db();
+    let user = postern_domain::accounts::require_user(db, "totp@real.test")
+        .await
+        .expect("user");
+    postern_domain::auth::set_password(db, user, "a long passphrase")
+        .await
+        .expect("password");
+    let r = call(&server, "POST", "/api/mfa/setup", Some(&key), None).await;
+    assert_eq!((r.status, &r.json), (440, &json!({"error": "Need sudo"})));
+    call(
+        &server,
+        "PATCH",
+        "/api/sudo",
+        Some(&key),
+        Some(json!({"password": "a long passphrase"})),
+    )
+    .await;
+    let r = call(&server, "POST", "/api/mfa/setup", Some(&key), None).await;
+    let secret = r.json["secret"].as_str().expect("secret").to_string();
+    assert!(
+        r.json["otpauth_uri"]
+            .as_str()
+            .expect("uri")
+            .starts_with("otpauth://totp/Postern:totp%40real.test?secret=")
+    );
+    let r = call(
+        &server,
+        "POST",
+        "/api/mfa/enable",
+        Some(&key),
+        Some(json!({"secret": secret, "code": "000000x"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "Wrong TOTP Token"}))
+    );
+    let code = postern_domain::auth::totp_at(&secret, chrono_now() / 30).expect("code");
+    let r = call(
+        &server,
+        "POST",
+        "/api/mfa/enable",
+        Some(&key),
+        Some(json!({"secret": secret, "code": code})),
+    )
+    .await;
+    assert_eq!((r.status, &r.json), (200, &json!({"ok": true})));
+    let r = post(
+        &server,
+        "/api/auth/login",
+        json!({"email": "totp@real.test", "password": "a long passphrase"}),
+    )
+    .await;
+    assert_eq!(r.json["mfa_enabled"], json!(true));
+    let r = call(&server, "DELETE", "/api/mfa", Some(&key), None).await;
+    assert_eq!(r.status, 200);
+    let r = post(
+        &server,
+        "/api/auth/login",
+        json!({"email": "totp@real.test", "password": "a long passphrase"}),
+    )
+    .await;
+    assert_eq!(r.json["mfa_enabled"], json!(false));
+    let r = post(&server, "/api/auth/google", json!({"google_token": "x"})).await;
+    assert_eq!(
+        (r.status, &r.json),
+        (400, &json!({"error": "invalid login mechanism"}))
+    );
+}

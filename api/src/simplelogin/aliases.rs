@@ -135,9 +135,7 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let object = serialize::aliases(db, std::slice::from_ref(&alias))
         .await?
         .pop()
@@ -162,9 +160,7 @@ pub async fn toggle(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let alias = accounts::toggle_alias(db, alias).await?;
     Ok(Json(json!({ "enabled": alias.enabled })))
 }
@@ -190,9 +186,7 @@ pub async fn update(
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let mut update = accounts::AliasUpdate::default();
     if let Some(note) = body.get("note") {
         update.note = Some(optional_string(note, "note")?);
@@ -261,9 +255,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let txn = postern_domain::db::begin_write(db).await?;
     accounts::delete_alias(&txn, alias).await?;
     txn.commit()
@@ -291,9 +283,7 @@ pub async fn activities(
     let alias_id = super::parse_id(&alias_id)?;
     let page = super::page_id(&params)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let rows = listing::activity_page(db, alias.id, page).await?;
     let list: Vec<Value> = rows
         .iter()

@@ -31,9 +31,7 @@ pub async fn list(
     let alias_id = super::parse_id(&alias_id)?;
     let page = super::page_id(&params)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let contacts: Vec<Value> = listing::contact_page(db, alias.id, page)
         .await?
         .iter()
@@ -63,9 +61,7 @@ pub async fn create(
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
     let db = state.flow.db();
-    let alias = accounts::user_alias(db, user.id, alias_id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let alias = super::owned_alias(db, user.id, alias_id).await?;
     let raw = body
         .get("contact")
         .and_then(Value::as_str)

@@ -115,6 +115,17 @@ pub(crate) fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>
     }
 }
 
+/// The caller's alias `alias_id`; another user's answers exactly like a missing one.
+async fn owned_alias(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: i64,
+    alias_id: i64,
+) -> Result<postern_entity::alias::Model, ApiError> {
+    postern_domain::accounts::user_alias(db, user_id, alias_id)
+        .await?
+        .ok_or_else(ApiError::forbidden)
+}
+
 /// `page_id` from the query string, required by every paginated endpoint.
 fn page_id(params: &std::collections::HashMap<String, String>) -> Result<u64, ApiError> {
     params

@@ -84,6 +84,13 @@ async fn objects(state: &AppState, aliases: &[alias::Model]) -> Result<Vec<Value
         .collect())
 }
 
+async fn object_of(state: &AppState, alias: &alias::Model) -> Result<Value, ApiError> {
+    Ok(objects(state, std::slice::from_ref(alias))
+        .await?
+        .pop()
+        .unwrap_or_default())
+}
+
 async fn one(state: &AppState, user_id: i64, id: &str) -> Result<alias::Model, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     accounts::user_alias(state.flow.db(), user_id, id)
@@ -152,11 +159,10 @@ pub(crate) async fn create(
             other => other.into(),
         })?;
     txn.commit().await.map_err(DomainError::from)?;
-    let data = objects(&state, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(json!({ "data": data }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "data": object_of(&state, &alias).await? })),
+    ))
 }
 
 /// `GET /api/v1/aliases?page[number]=1&page[size]=20&filter[search]=…&filter[active]=true`.
@@ -236,11 +242,7 @@ pub(crate) async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias = one(&state, user.id, &id).await?;
-    let data = objects(&state, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(json!({ "data": object_of(&state, &alias).await? })))
 }
 
 /// `PATCH /api/v1/aliases/{id}` `{description?, from_name?}`.
@@ -277,11 +279,7 @@ pub(crate) async fn update(
         ..Default::default()
     };
     let alias = accounts::update_alias(state.flow.db(), alias, update).await?;
-    let data = objects(&state, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(json!({ "data": object_of(&state, &alias).await? })))
 }
 
 /// `DELETE /api/v1/aliases/{id}` → 204; like SimpleLogin's delete, the address is never reused.
@@ -338,11 +336,7 @@ pub(crate) async fn activate(
     } else {
         accounts::toggle_alias(state.flow.db(), alias).await?
     };
-    let data = objects(&state, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(json!({ "data": object_of(&state, &alias).await? })))
 }
 
 /// `DELETE /api/v1/active-aliases/{id}` → 204.

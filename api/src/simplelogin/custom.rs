@@ -45,8 +45,22 @@ async fn can_create(state: &AppState, user: &user::Model) -> Result<bool, ApiErr
     Ok(stats.aliases < i64::from(quota))
 }
 
-fn prefix_suggestion(hostname: Option<&str>) -> String {
-    hostname.and_then(accounts::site_label).unwrap_or_default()
+/// The options body; the versions differ only in how a suffix is written.
+async fn options(
+    state: &AppState,
+    user: &user::Model,
+    hostname: Option<&str>,
+    suffix: impl Fn(String, String) -> Value,
+) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = suffixes(state, user)
+        .into_iter()
+        .map(|(s, signed)| suffix(s, signed))
+        .collect();
+    Ok(Json(json!({
+        "can_create": can_create(state, user).await?,
+        "prefix_suggestion": hostname.and_then(accounts::site_label).unwrap_or_default(),
+        "suffixes": list,
+    })))
 }
 
 /// `GET /api/v5/alias/options[?hostname=…]`.
@@ -64,17 +78,10 @@ pub async fn options_v5(
     ApiUser(user): ApiUser,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = suffixes(&state, &user)
-        .into_iter()
-        .map(|(s, signed)| {
-            json!({"suffix": s, "signed_suffix": signed, "is_custom": false, "is_premium": false})
-        })
-        .collect();
-    Ok(Json(json!({
-        "can_create": can_create(&state, &user).await?,
-        "prefix_suggestion": prefix_suggestion(q.hostname.as_deref()),
-        "suffixes": list,
-    })))
+    options(&state, &user, q.hostname.as_deref(), |s, signed| {
+        json!({"suffix": s, "signed_suffix": signed, "is_custom": false, "is_premium": false})
+    })
+    .await
 }
 
 /// `GET /api/v4/alias/options` (legacy): suffixes as `[suffix, signed_suffix]` pairs.
@@ -92,15 +99,10 @@ pub async fn options_v4(
     ApiUser(user): ApiUser,
     Query(q): Query<HostQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = suffixes(&state, &user)
-        .into_iter()
-        .map(|(s, signed)| json!([s, signed]))
-        .collect();
-    Ok(Json(json!({
-        "can_create": can_create(&state, &user).await?,
-        "prefix_suggestion": prefix_suggestion(q.hostname.as_deref()),
-        "suffixes": list,
-    })))
+    options(&state, &user, q.hostname.as_deref(), |s, signed| {
+        json!([s, signed])
+    })
+    .await
 }
 
 /// `POST /api/v3/alias/custom/new`

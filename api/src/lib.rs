@@ -44,6 +44,16 @@ impl AppState {
         })
     }
 
+    /// Counts one request on `key` against a per-minute limit from the settings.
+    pub(crate) fn per_minute(
+        &self,
+        key: &str,
+        limit: impl Fn(&postern_config::LimitSettings) -> u32,
+    ) -> Result<(), ApiError> {
+        self.limits
+            .hit(key, limit(&self.flow.settings().limits), limit::MINUTE)
+    }
+
     /// Counts an alias creation by `user_id` against the configured limits.
     pub(crate) fn limit_alias_creation(&self, user_id: i64) -> Result<(), ApiError> {
         let l = &self.flow.settings().limits;

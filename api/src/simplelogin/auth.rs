@@ -112,11 +112,7 @@ pub async fn activate(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.hit(
-        &format!("activate:{ip}"),
-        state.flow.settings().limits.login_per_minute,
-        MINUTE,
-    )?;
+    state.per_minute(&format!("activate:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let wrong = || ApiError::bad_request("Wrong email or code");
     let (Some(email), Some(code)) = (text(&body, "email"), text(&body, "code")) else {
@@ -202,11 +198,7 @@ pub async fn reactivate(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.hit(
-        &format!("signup:{ip}"),
-        state.flow.settings().limits.signup_per_minute,
-        MINUTE,
-    )?;
+    state.per_minute(&format!("signup:{ip}"), |l| l.signup_per_minute)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email").unwrap_or_default();
     match accounts::find_user(state.flow.db(), &email).await? {
@@ -273,14 +265,13 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let limit = state.flow.settings().limits.login_per_minute;
-    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
     let email = email.trim().to_lowercase();
-    state.limits.hit(&format!("login:{email}"), limit, MINUTE)?;
+    state.per_minute(&format!("login:{email}"), |l| l.login_per_minute)?;
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
     let db = state.flow.db();
     let user = accounts::find_user(db, &email).await?;
@@ -325,8 +316,7 @@ pub async fn mfa(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let limit = state.flow.settings().limits.login_per_minute;
-    state.limits.hit(&format!("mfa-ip:{ip}"), limit, MINUTE)?;
+    state.per_minute(&format!("mfa-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(mfa_key)) = (text(&body, "mfa_token"), text(&body, "mfa_key")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
@@ -334,7 +324,7 @@ pub async fn mfa(
     let now = chrono::Utc::now().timestamp();
     let user_id = auth::verify_mfa_key(&state.mfa_key, &mfa_key, now)
         .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
-    state.limits.hit(&format!("mfa:{user_id}"), limit, MINUTE)?;
+    state.per_minute(&format!("mfa:{user_id}"), |l| l.login_per_minute)?;
     let db = state.flow.db();
     let Some(user) = accounts::find_user_by_id(db, user_id).await? else {
         return Err(ApiError::bad_request("Invalid mfa_key"));
@@ -373,11 +363,7 @@ pub async fn forgot_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.hit(
-        &format!("reset:{ip}"),
-        state.flow.settings().limits.reset_per_minute,
-        MINUTE,
-    )?;
+    state.per_minute(&format!("reset:{ip}"), |l| l.reset_per_minute)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email")
         .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
@@ -422,11 +408,7 @@ pub async fn reset_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.limits.hit(
-        &format!("reset:{ip}"),
-        state.flow.settings().limits.login_per_minute,
-        MINUTE,
-    )?;
+    state.per_minute(&format!("reset:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(password)) = (text(&body, "token"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
@@ -501,11 +483,8 @@ pub async fn sudo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = state.flow.settings().limits.login_per_minute;
-    state
-        .limits
-        .hit(&format!("login:{}", user.email), limit, MINUTE)?;
-    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    state.per_minute(&format!("login:{}", user.email), |l| l.login_per_minute)?;
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let password = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| {
@@ -691,8 +670,7 @@ pub async fn change_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = state.flow.settings().limits.login_per_minute;
-    state.limits.hit(&format!("login-ip:{ip}"), limit, MINUTE)?;
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let current = text(&body, "current_password").unwrap_or_default();
     let new = text(&body, "new_password")

@@ -64,11 +64,7 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     use postern_domain::{DomainError, EmailAddress, accounts, auth};
-    state.limits.hit(
-        &format!("mailbox:{}", user.id),
-        state.flow.settings().limits.alias_per_minute,
-        crate::limit::MINUTE,
-    )?;
+    state.per_minute(&format!("mailbox:{}", user.id), |l| l.alias_per_minute)?;
     let body = super::json_object(&body)?;
     let email = body
         .get("email")

@@ -7,12 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use postern_config::Settings;
-use postern_domain::mailflow::Mailflow;
+use postern_domain::Context;
 use postern_domain::outbound::Outbound;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How long a stopping process waits for the deliveries under way.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which parts a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Roles {
 pub struct Running {
     pub smtp_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
-    pub flow: Mailflow,
+    pub ctx: Context,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -45,6 +48,7 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.ctx.shutdown(SHUTDOWN_GRACE).await;
     }
 
     /// Resolves when a stop was requested (used by `main` to wait on signals or tasks).
@@ -102,7 +106,8 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
     let db = open_database(&settings, migrate).await?;
     let outbound = Outbound::from_settings(&settings)
         .map_err(|e| anyhow::anyhow!("outbound transport: {e}"))?;
-    let flow = Mailflow::start(db, settings.clone(), outbound)
+    let instance = instance_name(&settings, roles)?;
+    let ctx = Context::start(db, settings.clone(), outbound, instance)
         .await
         .context("cannot prepare DKIM keys and secrets")?;
     let (stop, _) = watch::channel(false);
@@ -129,7 +134,7 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
         let config = Arc::new(postern_smtp_gateway::GatewayConfig::from_settings(
             &settings,
         ));
-        let backend = Arc::new(postern_smtp_gateway::DomainBackend::new(flow.clone()));
+        let backend = Arc::new(postern_smtp_gateway::DomainBackend::new(ctx.clone()));
         let shutdown = stopped(&stop);
         tasks.push(tokio::spawn(async move {
             postern_smtp_gateway::serve(listener, config, Some(tls), backend, shutdown).await;
@@ -143,7 +148,7 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", settings.http.listen))?;
         http_addr = Some(listener.local_addr()?);
-        let state = postern_api::AppState::new(flow.clone())
+        let state = postern_api::AppState::new(ctx.clone())
             .await
             .context("cannot load the API secrets")?;
         let shutdown = stopped(&stop);
@@ -156,10 +161,10 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
     }
 
     if roles.worker {
-        let flow = flow.clone();
+        let ctx = ctx.clone();
         let shutdown = stopped(&stop);
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = postern_worker::run(flow, shutdown).await {
+            if let Err(e) = postern_worker::run(ctx, shutdown).await {
                 tracing::error!(error = %e, "worker stopped");
             }
         }));
@@ -168,7 +173,7 @@ pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::R
     Ok(Running {
         smtp_addr,
         http_addr,
-        flow,
+        ctx,
         stop,
         tasks,
     })
@@ -178,4 +183,35 @@ fn tls_path(settings: &Settings, configured: Option<&PathBuf>, name: &str) -> Pa
     configured
         .cloned()
         .unwrap_or_else(|| settings.data_dir.join("tls").join(name))
+}
+
+/// The name this process's delivery claims carry: an id kept in the data directory, plus the
+/// roles when the process runs only some. A restarted process has the same name and resumes
+/// at once what it was delivering when it stopped; two processes must never share one (give
+/// each instance its own `data_dir`).
+fn instance_name(settings: &Settings, roles: Roles) -> anyhow::Result<String> {
+    let path = settings.data_dir.join("instance-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            let id = postern_domain::flow::notice::new_token();
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            id
+        }
+    };
+    if roles == Roles::ALL {
+        return Ok(id);
+    }
+    let mut parts = vec![id];
+    for (on, name) in [
+        (roles.smtp, "smtp"),
+        (roles.api, "api"),
+        (roles.worker, "worker"),
+    ] {
+        if on {
+            parts.push(name.to_string());
+        }
+    }
+    Ok(parts.join("-"))
 }

@@ -68,7 +68,7 @@ fn object(a: &alias::Model, stats: Option<&AliasStats>, mailboxes: &[mailbox::Mo
 }
 
 async fn objects(state: &AppState, aliases: &[alias::Model]) -> Result<Vec<Value>, ApiError> {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let ids: Vec<i64> = aliases.iter().map(|a| a.id).collect();
     let stats = listing::alias_stats(db, &ids).await?;
     let mut mailboxes = listing::alias_mailboxes(db, &ids).await?;
@@ -93,7 +93,7 @@ async fn object_of(state: &AppState, alias: &alias::Model) -> Result<Value, ApiE
 
 async fn one(state: &AppState, user_id: i64, id: &str) -> Result<alias::Model, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    accounts::user_alias(state.flow.db(), user_id, id)
+    accounts::user_alias(state.ctx.db(), user_id, id)
         .await?
         .ok_or_else(ApiError::not_found)
 }
@@ -120,7 +120,7 @@ pub(crate) async fn create(
         crate::simplelogin::json_object(&body)?
     };
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    let settings = state.flow.settings();
+    let settings = state.ctx.settings();
     let domain = text("domain").unwrap_or_else(|| settings.default_alias_domain().to_string());
     if !settings.mail.alias_domains.contains(&domain) {
         return Err(ApiError::new(
@@ -150,7 +150,7 @@ pub(crate) async fn create(
             ));
         }
     };
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let alias = accounts::create_alias(&txn, settings, &user, address, &[], text("description"))
         .await
@@ -197,8 +197,7 @@ pub(crate) async fn list(
     };
     let search = params.get("filter[search]").map(String::as_str);
     let (page, total) =
-        listing::alias_page_numbered(state.flow.db(), user.id, number, size, active, search)
-            .await?;
+        listing::alias_page_numbered(state.ctx.db(), user.id, number, size, active, search).await?;
     let last_page = total.div_ceil(size).max(1);
     let from = if page.is_empty() {
         None
@@ -278,7 +277,7 @@ pub(crate) async fn update(
         name: field("from_name")?,
         ..Default::default()
     };
-    let alias = accounts::update_alias(state.flow.db(), alias, update).await?;
+    let alias = accounts::update_alias(state.ctx.db(), alias, update).await?;
     Ok(Json(json!({ "data": object_of(&state, &alias).await? })))
 }
 
@@ -298,7 +297,7 @@ pub(crate) async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let alias = one(&state, user.id, &id).await?;
-    let txn = postern_domain::db::begin_write(state.flow.db()).await?;
+    let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
     accounts::delete_alias(&txn, alias).await?;
     txn.commit().await.map_err(DomainError::from)?;
     Ok(StatusCode::NO_CONTENT)
@@ -334,7 +333,7 @@ pub(crate) async fn activate(
     let alias = if alias.enabled {
         alias
     } else {
-        accounts::toggle_alias(state.flow.db(), alias).await?
+        accounts::toggle_alias(state.ctx.db(), alias).await?
     };
     Ok(Json(json!({ "data": object_of(&state, &alias).await? })))
 }
@@ -356,7 +355,7 @@ pub(crate) async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     let alias = one(&state, user.id, &id).await?;
     if alias.enabled {
-        accounts::toggle_alias(state.flow.db(), alias).await?;
+        accounts::toggle_alias(state.ctx.db(), alias).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -374,7 +373,7 @@ pub(crate) async fn account_details(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
-    let stats = listing::user_stats(state.flow.db(), user.id).await?;
+    let stats = listing::user_stats(state.ctx.db(), user.id).await?;
     let username = user.email.split('@').next().unwrap_or_default().to_string();
     Ok(Json(json!({ "data": {
         "id": user.id.to_string(),
@@ -386,12 +385,12 @@ pub(crate) async fn account_details(
         "username_count": 1,
         "username_limit": 1,
         "default_recipient_id": user.default_mailbox_id.map(|id| id.to_string()),
-        "default_alias_domain": state.flow.settings().default_alias_domain(),
+        "default_alias_domain": state.ctx.settings().default_alias_domain(),
         "default_alias_format": "random_characters",
         "subscription": null,
         "subscription_ends_at": null,
         "bandwidth_limit": 0,
-        "recipient_count": postern_domain::accounts::user_mailboxes(state.flow.db(), user.id).await?.len(),
+        "recipient_count": postern_domain::accounts::user_mailboxes(state.ctx.db(), user.id).await?.len(),
         "active_domain_count": 0,
         "active_domain_limit": 0,
         "active_shared_domain_alias_count": stats.aliases,
@@ -415,7 +414,7 @@ pub(crate) async fn account_details(
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub(crate) async fn domain_options(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
-    let settings = state.flow.settings();
+    let settings = state.ctx.settings();
     Json(json!({
         "data": settings.mail.alias_domains,
         "defaultAliasDomain": settings.default_alias_domain(),

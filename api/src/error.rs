@@ -56,7 +56,12 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid(m) => ApiError::bad_request(m),
             DomainError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             DomainError::NotFound(_) => ApiError::forbidden(),
-            e @ (DomainError::Db(_) | DomainError::Crypto(_)) => {
+            e @ DomainError::Unavailable(_) => {
+                tracing::error!(error = %e, "request failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable")
+            }
+            e
+            @ (DomainError::Db(_) | DomainError::Crypto(_) | DomainError::MalformedMessage(_)) => {
                 tracing::error!(error = %e, "request failed");
                 ApiError::internal()
             }

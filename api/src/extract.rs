@@ -19,7 +19,7 @@ impl FromRequestParts<AppState> for ApiUser {
         let Some(key) = presented_key(&parts.headers) else {
             return cookie_user(parts, state).await;
         };
-        match accounts::user_by_api_key(state.flow.db(), &key).await? {
+        match accounts::user_by_api_key(state.ctx.db(), &key).await? {
             Some(user) if user.disabled => Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "Disabled account",
@@ -66,7 +66,7 @@ async fn cookie_user(parts: &Parts, state: &AppState) -> Result<ApiUser, ApiErro
     let Some(token) = session_token(&parts.headers).filter(|_| allowed) else {
         return Err(ApiError::wrong_api_key());
     };
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let Some(session) = postern_domain::auth::find_session(db, &token).await? else {
         return Err(ApiError::wrong_api_key());
     };

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use postern_domain::mailflow::Mailflow;
+use postern_domain::Context;
 use postern_domain::secrets::HmacKey;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -24,7 +24,7 @@ pub use error::ApiError;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub flow: Mailflow,
+    pub ctx: Context,
     /// Signs the alias suffixes offered to clients.
     pub suffix_key: HmacKey,
     /// Signs the token between the password and the TOTP step of a login.
@@ -33,11 +33,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub async fn new(flow: Mailflow) -> Result<Self, postern_domain::DomainError> {
-        let suffix_key = postern_domain::secrets::load_or_create(flow.db(), "alias-suffix").await?;
-        let mfa_key = postern_domain::secrets::load_or_create(flow.db(), "mfa-key").await?;
+    pub async fn new(ctx: Context) -> Result<Self, postern_domain::DomainError> {
+        let suffix_key = postern_domain::secrets::load_or_create(ctx.db(), "alias-suffix").await?;
+        let mfa_key = postern_domain::secrets::load_or_create(ctx.db(), "mfa-key").await?;
         Ok(Self {
-            flow,
+            ctx,
             suffix_key,
             mfa_key,
             limits: Default::default(),
@@ -51,12 +51,12 @@ impl AppState {
         limit: impl Fn(&postern_config::LimitSettings) -> u32,
     ) -> Result<(), ApiError> {
         self.limits
-            .hit(key, limit(&self.flow.settings().limits), limit::MINUTE)
+            .hit(key, limit(&self.ctx.settings().limits), limit::MINUTE)
     }
 
     /// Counts an alias creation by `user_id` against the configured limits.
     pub(crate) fn limit_alias_creation(&self, user_id: i64) -> Result<(), ApiError> {
-        let l = &self.flow.settings().limits;
+        let l = &self.ctx.settings().limits;
         let key = format!("alias:{user_id}");
         self.limits
             .hit(&format!("{key}:m"), l.alias_per_minute, limit::MINUTE)?;
@@ -88,7 +88,22 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/api_to_cookie", get(simplelogin::api_to_cookie))
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
+        .layer(axum::middleware::from_fn(invalidate_caches))
         .with_state(state)
+}
+
+/// Any request that may change aliases, mailboxes, contacts or settings makes the mail
+/// path's caches in this process forget what they hold, so the change applies at once.
+async fn invalidate_caches(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = !request.method().is_safe();
+    let response = next.run(request).await;
+    if changes {
+        postern_domain::cache::invalidate();
+    }
+    response
 }
 
 /// Framework rejections (bad query strings, oversized or unreadable bodies) come as plain text;
@@ -120,7 +135,7 @@ async fn json_errors(response: Response) -> Response {
 
 /// `200 {"status":"ok"}` when the database answers, `503` otherwise.
 async fn health(State(state): State<AppState>) -> Response {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let statement = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT 1");
     match db.execute_raw(statement).await {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),

@@ -14,6 +14,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::address::EmailAddress;
+use crate::secrets::HmacKey;
 use crate::verp::Verp;
 use crate::words::WORDS;
 use crate::{DomainError, Result};
@@ -853,6 +854,7 @@ pub async fn find_contact_by_reverse_alias(
 pub async fn get_or_create_contact(
     db: &impl ConnectionTrait,
     settings: &Settings,
+    key: &HmacKey,
     alias: &alias::Model,
     email: &str,
     name: Option<&str>,
@@ -866,7 +868,7 @@ pub async fn get_or_create_contact(
         }
         return Ok(existing);
     }
-    let reply_email = reverse_alias_address(&email, &settings.mail.reply_domain);
+    let reply_email = reverse_alias_address(key, alias.id, &email, &settings.mail.reply_domain);
     // Another session may create the same contact concurrently: insert-if-absent, then read.
     contact::Entity::insert(contact::ActiveModel {
         user_id: Set(alias.user_id),
@@ -902,9 +904,16 @@ pub async fn find_contact(
         .await?)
 }
 
-/// `bob_at_ext_test.<20 random base32 chars>@reply_domain`: readable in an address book,
-/// unguessable (100 random bits), ASCII only.
-pub fn reverse_alias_address(contact_email: &str, reply_domain: &str) -> String {
+/// `bob_at_ext_test.<20 base32 chars>@reply_domain`: readable in an address book,
+/// unguessable (100 bits of an HMAC under a server secret), ASCII only. Derived from the alias
+/// and the contact, so concurrent sessions agree on it without a lock.
+pub fn reverse_alias_address(
+    key: &HmacKey,
+    alias_id: i64,
+    contact_email: &str,
+    reply_domain: &str,
+) -> String {
+    let contact_email = contact_email.to_lowercase();
     let hint: String = contact_email
         .replace('@', "_at_")
         .chars()
@@ -917,17 +926,20 @@ pub fn reverse_alias_address(contact_email: &str, reply_domain: &str) -> String 
         })
         .take(32)
         .collect();
-    let mut bytes = [0u8; 13];
-    rand::rng().fill_bytes(&mut bytes);
-    let random: String = BASE32_NOPAD
-        .encode(&bytes)
+    let mac = key.sign(&[
+        b"reverse-alias",
+        &alias_id.to_be_bytes(),
+        contact_email.as_bytes(),
+    ]);
+    let tag: String = BASE32_NOPAD
+        .encode(&mac[..13])
         .to_ascii_lowercase()
         .chars()
         .take(20)
         .collect();
     let hint = hint.trim_matches('_');
     let hint = if hint.is_empty() { "contact" } else { hint };
-    format!("{hint}.{random}@{reply_domain}")
+    format!("{hint}.{tag}@{reply_domain}")
 }
 
 #[cfg(test)]
@@ -935,10 +947,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reverse_aliases_are_ascii_unguessable_and_distinct() {
-        let a = reverse_alias_address("Bøb.Smith@ext.test", "reply.test");
-        let b = reverse_alias_address("Bøb.Smith@ext.test", "reply.test");
-        assert_ne!(a, b);
+    fn reverse_aliases_are_ascii_keyed_and_distinct_per_alias() {
+        let key = HmacKey::from_bytes([7; 32]);
+        let a = reverse_alias_address(&key, 1, "Bøb.Smith@ext.test", "reply.test");
+        assert_eq!(
+            a,
+            reverse_alias_address(&key, 1, "bøb.smith@ext.test", "reply.test")
+        );
+        assert_ne!(
+            a,
+            reverse_alias_address(&key, 2, "Bøb.Smith@ext.test", "reply.test")
+        );
+        let other_key = HmacKey::from_bytes([8; 32]);
+        assert_ne!(
+            a,
+            reverse_alias_address(&other_key, 1, "Bøb.Smith@ext.test", "reply.test")
+        );
         assert!(a.is_ascii());
         assert!(a.ends_with("@reply.test"));
         let random = a

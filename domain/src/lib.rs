@@ -1,19 +1,25 @@
-//! The shared logic of Postern, written once for the gateway, the API and the worker:
-//! addresses, accounts and aliases, reverse aliases, rewriting, DKIM, VERP, the delivery
-//! queue and the outbound transport.
+//! The shared logic of Postern, written once for the gateway, the API and the worker.
+//!
+//! The mail path is a pipeline ([`pipeline`]): the gateway hands over an [`Envelope`] and
+//! the bytes; the message is parsed once ([`message`]), each recipient resolved and decided,
+//! the flows ([`flow`]) plan the writes, one group commit makes them durable, and
+//! [`delivery`] renders and sends each delivery.
 
 pub mod accounts;
 pub mod address;
 pub mod auth;
+pub mod cache;
+pub mod context;
 pub mod db;
+pub mod delivery;
 pub mod dkim;
+pub mod envelope;
 pub mod error;
+pub mod flow;
 pub mod listing;
-pub mod mailflow;
-pub mod notice;
+pub mod message;
 pub mod outbound;
-pub mod queue;
-pub mod resolve;
+pub mod pipeline;
 pub mod rewrite;
 pub mod secrets;
 pub mod suffix;
@@ -21,6 +27,8 @@ pub mod verp;
 mod words;
 
 pub use address::EmailAddress;
+pub use context::Context;
+pub use envelope::Envelope;
 pub use error::{DomainError, Result};
 
 /// Milliseconds since the Unix epoch, the unit of queue scheduling columns.

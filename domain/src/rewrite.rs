@@ -206,6 +206,11 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Whether `raw` has a header section the rewriting can work with.
+pub fn is_well_formed(raw: &[u8]) -> bool {
+    split(raw).is_some()
+}
+
 /// Splits the message at the first empty line into header fields and body. A message
 /// consisting only of well-formed header lines (no separator) is accepted with an empty
 /// body. `None` for no headers, a line that is neither a field nor a continuation, or a

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_alias_list_index::Migration),
             Box::new(m20261122_000005_sessions::Migration),
             Box::new(m20261122_000006_user_settings::Migration),
+            Box::new(m20261202_000007_pipeline::Migration),
         ]
     }
 }
@@ -536,6 +537,100 @@ mod m20261122_000006_user_settings {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// The pipeline re-cut: messages are stored once as received and rendered at delivery;
+/// deliveries carry the instance that claims them.
+mod m20261202_000007_pipeline {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000007_pipeline"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.rename_table(
+                Table::rename()
+                    .table("outbound_messages", "messages")
+                    .to_owned(),
+            )
+            .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("messages")
+                    .rename_column("body", "raw")
+                    .to_owned(),
+            )
+            .await?;
+            for col in [string_null("mail_from"), string_null("token")] {
+                m.alter_table(Table::alter().table("messages").add_column(col).to_owned())
+                    .await?;
+            }
+            m.alter_table(
+                Table::alter()
+                    .table("deliveries")
+                    .add_column(string_null("claimed_by"))
+                    .to_owned(),
+            )
+            .await?;
+            // Bodies queued before this migration were stored rendered and signed.
+            m.get_connection()
+                .execute_unprepared(
+                    "UPDATE deliveries SET kind = 'prepared' WHERE status = 'queued'",
+                )
+                .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_deliveries_claimed_by")
+                    .table("deliveries")
+                    .col("claimed_by")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_index(
+                Index::drop()
+                    .name("idx_deliveries_claimed_by")
+                    .table("deliveries")
+                    .to_owned(),
+            )
+            .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("deliveries")
+                    .drop_column("claimed_by")
+                    .to_owned(),
+            )
+            .await?;
+            for col in ["mail_from", "token"] {
+                m.alter_table(Table::alter().table("messages").drop_column(col).to_owned())
+                    .await?;
+            }
+            m.alter_table(
+                Table::alter()
+                    .table("messages")
+                    .rename_column("raw", "body")
+                    .to_owned(),
+            )
+            .await?;
+            m.rename_table(
+                Table::rename()
+                    .table("messages", "outbound_messages")
+                    .to_owned(),
+            )
+            .await
         }
     }
 }

@@ -1,48 +1,29 @@
-//! The gateway's [`Backend`] on top of the domain's mail flows: the one place where domain
-//! decisions become gateway verdicts.
+//! The gateway's [`Backend`]: the domain's pipeline.
 
 use postern_config::Settings;
-use postern_domain::mailflow::{Mailflow, RcptDecision, Receipt};
+use postern_domain::pipeline::{self, RcptDecision, Receipt};
+use postern_domain::{Context, Envelope};
 
-use crate::backend::{Backend, DataVerdict, Envelope, RcptVerdict, RejectReason};
+use crate::backend::Backend;
 use crate::config::GatewayConfig;
 
 pub struct DomainBackend {
-    flow: Mailflow,
+    ctx: Context,
 }
 
 impl DomainBackend {
-    pub fn new(flow: Mailflow) -> Self {
-        Self { flow }
+    pub fn new(ctx: Context) -> Self {
+        Self { ctx }
     }
 }
 
 impl Backend for DomainBackend {
-    async fn check_rcpt(&self, mail_from: &str, rcpt: &str) -> RcptVerdict {
-        match self.flow.check_rcpt(mail_from, rcpt).await {
-            RcptDecision::Accept => RcptVerdict::Accept,
-            RcptDecision::Unknown => RcptVerdict::UnknownRecipient,
-            RcptDecision::RelayDenied => RcptVerdict::RelayDenied,
-            RcptDecision::NotOwner => RcptVerdict::NotAliasOwner,
-            RcptDecision::TemporaryFailure => RcptVerdict::TemporaryFailure,
-        }
+    async fn check_rcpt(&self, envelope: &Envelope, rcpt: &str) -> RcptDecision {
+        pipeline::check_rcpt(&self.ctx, envelope, rcpt).await
     }
 
-    async fn receive(&self, envelope: &Envelope, message: Vec<u8>) -> DataVerdict {
-        match self
-            .flow
-            .receive(&envelope.mail_from, &envelope.rcpt_to, &message)
-            .await
-        {
-            Receipt::Accepted { queue_id, .. } => DataVerdict::Accepted { id: queue_id },
-            Receipt::TemporaryFailure => DataVerdict::TemporaryFailure,
-            Receipt::Malformed(why) => {
-                tracing::info!(reason = %why, "message rejected as malformed");
-                DataVerdict::Rejected {
-                    reason: RejectReason::Malformed,
-                }
-            }
-        }
+    async fn receive(&self, envelope: &Envelope, message: Vec<u8>) -> Receipt {
+        pipeline::receive(&self.ctx, envelope, message).await
     }
 }
 

@@ -10,7 +10,7 @@ mod server;
 mod session;
 mod tls;
 
-pub use backend::{Backend, DataVerdict, Envelope, RcptVerdict, RejectReason};
+pub use backend::Backend;
 pub use config::GatewayConfig;
 pub use domain_backend::DomainBackend;
 pub use reply::Reply;

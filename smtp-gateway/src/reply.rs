@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::backend::{DataVerdict, RcptVerdict, RejectReason};
+use postern_domain::pipeline::{RcptDecision, Receipt};
 
 /// One SMTP reply. Every reply the server sends has a named constructor here, and every
 /// 2xx/4xx/5xx reply after the greeting carries an enhanced status code (RFC 2034, RFC 3463).
@@ -159,10 +159,6 @@ impl Reply {
         Self::new(451, "4.3.0", "Temporary failure, please try again later")
     }
 
-    pub fn message_rejected() -> Self {
-        Self::new(550, "5.7.1", "Message rejected")
-    }
-
     pub fn malformed_message() -> Self {
         Self::new(554, "5.6.0", "Malformed message")
     }
@@ -245,30 +241,25 @@ impl Reply {
 }
 
 /// The one place where the domain's recipient decision becomes a reply.
-impl From<RcptVerdict> for Reply {
-    fn from(verdict: RcptVerdict) -> Self {
-        match verdict {
-            RcptVerdict::Accept => Reply::recipient_ok(),
-            RcptVerdict::UnknownRecipient => Reply::unknown_recipient(),
-            RcptVerdict::RelayDenied => Reply::relay_denied(),
-            RcptVerdict::NotAliasOwner => Reply::not_alias_owner(),
-            RcptVerdict::TemporaryFailure => Reply::temp_failure(),
+impl From<RcptDecision> for Reply {
+    fn from(decision: RcptDecision) -> Self {
+        match decision {
+            RcptDecision::Accept => Reply::recipient_ok(),
+            RcptDecision::Unknown => Reply::unknown_recipient(),
+            RcptDecision::RelayDenied => Reply::relay_denied(),
+            RcptDecision::NotOwner => Reply::not_alias_owner(),
+            RcptDecision::TemporaryFailure => Reply::temp_failure(),
         }
     }
 }
 
-/// The one place where the domain's message decision becomes a reply.
-impl From<&DataVerdict> for Reply {
-    fn from(verdict: &DataVerdict) -> Self {
-        match verdict {
-            DataVerdict::Accepted { id } => Reply::queued(id),
-            DataVerdict::TemporaryFailure => Reply::temp_failure(),
-            DataVerdict::Rejected {
-                reason: RejectReason::MessageRejected,
-            } => Reply::message_rejected(),
-            DataVerdict::Rejected {
-                reason: RejectReason::Malformed,
-            } => Reply::malformed_message(),
+/// The one place where the domain's answer to a message becomes a reply.
+impl From<&Receipt> for Reply {
+    fn from(receipt: &Receipt) -> Self {
+        match receipt {
+            Receipt::Accepted { queue_id } => Reply::queued(queue_id),
+            Receipt::TemporaryFailure => Reply::temp_failure(),
+            Receipt::Malformed(_) => Reply::malformed_message(),
         }
     }
 }
@@ -314,37 +305,29 @@ mod tests {
     }
 
     #[test]
-    fn verdicts_map_to_enhanced_codes() {
+    fn decisions_map_to_enhanced_codes() {
         let cases = [
-            (RcptVerdict::Accept, "250 2.1.5"),
-            (RcptVerdict::UnknownRecipient, "550 5.1.1"),
-            (RcptVerdict::RelayDenied, "550 5.7.1"),
-            (RcptVerdict::TemporaryFailure, "451 4.3.0"),
+            (RcptDecision::Accept, "250 2.1.5"),
+            (RcptDecision::Unknown, "550 5.1.1"),
+            (RcptDecision::RelayDenied, "550 5.7.1"),
+            (RcptDecision::NotOwner, "550 5.7.1"),
+            (RcptDecision::TemporaryFailure, "451 4.3.0"),
         ];
-        for (verdict, expected) in cases {
-            assert!(Reply::from(verdict).to_string().starts_with(expected));
+        for (decision, expected) in cases {
+            assert!(Reply::from(decision).to_string().starts_with(expected));
         }
         let cases = [
             (
-                DataVerdict::Accepted { id: "Q1".into() },
+                Receipt::Accepted {
+                    queue_id: "Q1".into(),
+                },
                 "250 2.0.0 Ok: queued as Q1",
             ),
-            (DataVerdict::TemporaryFailure, "451 4.3.0"),
-            (
-                DataVerdict::Rejected {
-                    reason: RejectReason::MessageRejected,
-                },
-                "550 5.7.1",
-            ),
-            (
-                DataVerdict::Rejected {
-                    reason: RejectReason::Malformed,
-                },
-                "554 5.6.0",
-            ),
+            (Receipt::TemporaryFailure, "451 4.3.0"),
+            (Receipt::Malformed("no headers".into()), "554 5.6.0"),
         ];
-        for (verdict, expected) in cases {
-            assert!(Reply::from(&verdict).to_string().starts_with(expected));
+        for (receipt, expected) in cases {
+            assert!(Reply::from(&receipt).to_string().starts_with(expected));
         }
     }
 }

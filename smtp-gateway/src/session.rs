@@ -7,6 +7,8 @@ use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
+use postern_domain::Envelope;
+
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
 use crate::reply::Reply;
@@ -33,16 +35,8 @@ pub(crate) enum Phase {
     AwaitingHelo,
     /// Greeted, no transaction open.
     Ready,
-    /// After an accepted `MAIL FROM`.
-    Transaction(Transaction),
-}
-
-#[derive(Debug)]
-pub(crate) struct Transaction {
-    pub(crate) mail_from: String,
-    pub(crate) rcpt_to: Vec<String>,
-    pub(crate) smtputf8: bool,
-    pub(crate) body_8bit: bool,
+    /// After an accepted `MAIL FROM`: the envelope being built.
+    Transaction(Envelope),
 }
 
 /// Everything about the dialogue that is not the stream, so it survives the STARTTLS swap.

@@ -22,7 +22,7 @@ async fn main() {
     let requests = args.get(1).copied().unwrap_or(300);
     let server = TestServer::start().await;
     let key = server.add_user("bench@real.test").await;
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let user = postern_domain::accounts::require_user(db, "bench@real.test")
         .await
         .expect("user");

@@ -184,7 +184,7 @@ async fn fresh_database(dir: &Path) -> String {
 pub async fn activities(server: &TestServer, alias: &str) -> Vec<String> {
     use postern_entity::{activity, alias as alias_entity};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let alias = alias_entity::Entity::find()
         .filter(alias_entity::Column::Email.eq(alias))
         .one(db)
@@ -198,20 +198,20 @@ pub async fn activities(server: &TestServer, alias: &str) -> Vec<String> {
         .await
         .expect("query activities")
         .into_iter()
-        .map(|a| a.kind)
+        .map(|a| a.kind.as_str().to_string())
         .collect()
 }
 
 /// Every delivery's `(rcpt, status)`, oldest first.
 pub async fn deliveries(server: &TestServer) -> Vec<(String, String)> {
     use postern_entity::delivery;
-    use sea_orm::{EntityTrait, QueryOrder};
+    use sea_orm::{ActiveEnum, EntityTrait, QueryOrder};
     delivery::Entity::find()
         .order_by_asc(delivery::Column::Id)
-        .all(server.running().flow.db())
+        .all(server.running().ctx.db())
         .await
         .expect("query deliveries")
         .into_iter()
-        .map(|d| (d.rcpt, d.status))
+        .map(|d| (d.rcpt, d.status.to_value()))
         .collect()
 }

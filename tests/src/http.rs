@@ -35,7 +35,7 @@ pub async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
-    let state = postern_api::AppState::new(server.running().flow.clone())
+    let state = postern_api::AppState::new(server.running().ctx.clone())
         .await
         .expect("API state");
     let router = postern_api::router(state);

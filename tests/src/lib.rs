@@ -5,3 +5,4 @@ pub mod client;
 pub mod harness;
 pub mod http;
 pub mod sink;
+pub mod verifier;

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use postern_domain::mailflow::Mailflow;
-use postern_domain::queue;
+use postern_domain::Context;
+use postern_domain::delivery::{self, queue};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 /// How many due deliveries one pass of the queue runner attempts.
@@ -20,23 +20,23 @@ pub enum WorkerError {
 }
 
 /// Runs the queue and the scheduled jobs until `shutdown` completes.
-pub async fn run(flow: Mailflow, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
     let mut scheduler = JobScheduler::new().await?;
-    let housekeeping_flow = flow.clone();
+    let housekeeping_ctx = ctx.clone();
     scheduler
         .add(Job::new_async("0 */10 * * * *", move |_, _| {
-            let flow = housekeeping_flow.clone();
+            let ctx = housekeeping_ctx.clone();
             Box::pin(async move {
-                housekeeping(&flow).await;
+                housekeeping(&ctx).await;
             })
         })?)
         .await?;
     scheduler.start().await?;
 
     tokio::pin!(shutdown);
-    let poll = flow.settings().queue.poll_interval;
+    let poll = ctx.settings().queue.poll_interval;
     loop {
-        let attempted = match flow.run_due(BATCH).await {
+        let attempted = match delivery::run_due(&ctx, BATCH).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "queue pass failed");
@@ -48,7 +48,7 @@ pub async fn run(flow: Mailflow, shutdown: impl Future<Output = ()>) -> Result<(
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = flow.wake().notified() => {}
+            _ = ctx.wake().notified() => {}
             _ = tokio::time::sleep(poll.min(Duration::from_secs(60))) => {}
         }
     }
@@ -56,11 +56,11 @@ pub async fn run(flow: Mailflow, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Drops the bodies of messages whose deliveries are all finished.
-pub async fn housekeeping(flow: &Mailflow) {
-    match queue::purge_finished_bodies(flow.db()).await {
+/// Drops the stored messages whose deliveries are all finished.
+pub async fn housekeeping(ctx: &Context) {
+    match queue::purge_finished_messages(ctx.db()).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(purged = n, "purged delivered message bodies"),
+        Ok(n) => tracing::info!(purged = n, "purged delivered messages"),
         Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
     }
 }

@@ -51,14 +51,14 @@ pub async fn random_new(
             NewAliasAddress::Website(host.to_string())
         }
         (_, None) if user.alias_generator == "uuid" => NewAliasAddress::RandomUuid(Some(
-            accounts::alias_domain_for(state.flow.settings(), &user),
+            accounts::alias_domain_for(state.ctx.settings(), &user),
         )),
         (_, None | Some("word")) => NewAliasAddress::RandomWords(Some(accounts::alias_domain_for(
-            state.flow.settings(),
+            state.ctx.settings(),
             &user,
         ))),
         (_, Some("uuid")) => NewAliasAddress::RandomUuid(Some(accounts::alias_domain_for(
-            state.flow.settings(),
+            state.ctx.settings(),
             &user,
         ))),
         (_, Some(other)) => {
@@ -67,10 +67,10 @@ pub async fn random_new(
             )));
         }
     };
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let alias =
-        accounts::create_alias(&txn, state.flow.settings(), &user, address, &[], note).await?;
+        accounts::create_alias(&txn, state.ctx.settings(), &user, address, &[], note).await?;
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;
@@ -111,7 +111,7 @@ pub async fn list(
     let query = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_string));
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let page = listing::alias_page(db, user.id, page, filter, query.as_deref()).await?;
     Ok(Json(
         json!({ "aliases": serialize::aliases(db, &page).await? }),
@@ -134,7 +134,7 @@ pub async fn get_one(
     Path(alias_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let object = serialize::aliases(db, std::slice::from_ref(&alias))
         .await?
@@ -159,7 +159,7 @@ pub async fn toggle(
     Path(alias_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let alias = accounts::toggle_alias(db, alias).await?;
     Ok(Json(json!({ "enabled": alias.enabled })))
@@ -185,7 +185,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let mut update = accounts::AliasUpdate::default();
     if let Some(note) = body.get("note") {
@@ -254,7 +254,7 @@ pub async fn delete(
     Path(alias_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let txn = postern_domain::db::begin_write(db).await?;
     accounts::delete_alias(&txn, alias).await?;
@@ -282,7 +282,7 @@ pub async fn activities(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let page = super::page_id(&params)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let rows = listing::activity_page(db, alias.id, page).await?;
     let list: Vec<Value> = rows

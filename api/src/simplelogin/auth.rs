@@ -27,13 +27,13 @@ async fn commit(txn: sea_orm::DatabaseTransaction) -> Result<(), ApiError> {
 }
 
 async fn send_activation(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
-    let txn = postern_domain::db::begin_write(state.flow.db()).await?;
+    let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
     let issued =
         auth::issue_token(&txn, user.id, "activate", true, chrono::Duration::days(1)).await?;
     commit(txn).await?;
     let link = format!(
         "{}/auth/activate?token={}",
-        state.flow.settings().http.public_url,
+        state.ctx.settings().http.public_url,
         issued.token
     );
     let code = issued.code.unwrap_or_default();
@@ -42,7 +42,7 @@ async fn send_activation(state: &AppState, user: &user::Model) -> Result<(), Api
          or by entering this code in your app: {code}\n\nThe link and the code work for one day."
     );
     state
-        .flow
+        .ctx
         .send_notice(user.id, &user.email, "Confirm your Postern account", &body)
         .await?;
     Ok(())
@@ -62,7 +62,7 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let settings = state.flow.settings();
+    let settings = state.ctx.settings();
     state.limits.hit(
         &format!("signup:{ip}"),
         settings.limits.signup_per_minute,
@@ -78,14 +78,14 @@ pub async fn register(
     auth::check_password_rules(&password)?;
     let email = EmailAddress::parse(&email)
         .map_err(|_| ApiError::bad_request(format!("cannot use {email} as personal inbox")))?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     if accounts::find_user(db, email.as_str()).await?.is_some() {
         // Same answer as a new sign-up, so addresses cannot be probed; the owner is told.
         if let Some(existing) = accounts::find_user(db, email.as_str()).await? {
             let text = "Someone tried to create a Postern account with this address, which already \
                         has one. If it was you, log in or reset your password.";
             state
-                .flow
+                .ctx
                 .send_notice(existing.id, &existing.email, "Sign-up attempt", text)
                 .await?;
         }
@@ -118,7 +118,7 @@ pub async fn activate(
     let (Some(email), Some(code)) = (text(&body, "email"), text(&body, "code")) else {
         return Err(wrong());
     };
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let Some(user) = accounts::find_user(db, &email).await? else {
         return Err(wrong());
     };
@@ -158,7 +158,7 @@ pub async fn activate_link(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
 ) -> Result<(StatusCode, Html<&'static str>), ApiError> {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let user = match q.token.as_deref() {
         Some(token) => auth::redeem_token(&txn, "activate", token).await?,
@@ -201,7 +201,7 @@ pub async fn reactivate(
     state.per_minute(&format!("signup:{ip}"), |l| l.signup_per_minute)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email").unwrap_or_default();
-    match accounts::find_user(state.flow.db(), &email).await? {
+    match accounts::find_user(state.ctx.db(), &email).await? {
         Some(user) if user.disabled => Err(ApiError::bad_request("User is disabled")),
         Some(user) if !user.activated => {
             send_activation(&state, &user).await?;
@@ -213,14 +213,8 @@ pub async fn reactivate(
 
 /// `Set-Cookie` for a new browser session.
 async fn session_cookie(state: &AppState, user_id: i64) -> Result<HeaderMap, ApiError> {
-    let (token, _csrf) = auth::create_session(state.flow.db(), user_id).await?;
-    let secure = if state
-        .flow
-        .settings()
-        .http
-        .public_url
-        .starts_with("https://")
-    {
+    let (token, _csrf) = auth::create_session(state.ctx.db(), user_id).await?;
+    let secure = if state.ctx.settings().http.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
@@ -273,7 +267,7 @@ pub async fn login(
     let email = email.trim().to_lowercase();
     state.per_minute(&format!("login:{email}"), |l| l.login_per_minute)?;
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let user = accounts::find_user(db, &email).await?;
     let password_ok = auth::verify_password(
         user.as_ref().and_then(|u| u.password_hash.as_deref()),
@@ -325,7 +319,7 @@ pub async fn mfa(
     let user_id = auth::verify_mfa_key(&state.mfa_key, &mfa_key, now)
         .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
     state.per_minute(&format!("mfa:{user_id}"), |l| l.login_per_minute)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let Some(user) = accounts::find_user_by_id(db, user_id).await? else {
         return Err(ApiError::bad_request("Invalid mfa_key"));
     };
@@ -367,7 +361,7 @@ pub async fn forgot_password(
     let body = super::json_object(&body)?;
     let email = text(&body, "email")
         .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     if let Some(user) = accounts::find_user(db, &email)
         .await?
         .filter(|u| !u.disabled)
@@ -378,7 +372,7 @@ pub async fn forgot_password(
         commit(txn).await?;
         let link = format!(
             "{}/auth/reset_password?token={}",
-            state.flow.settings().http.public_url,
+            state.ctx.settings().http.public_url,
             issued.token
         );
         let text = format!(
@@ -386,7 +380,7 @@ pub async fn forgot_password(
              If you did not ask for this, ignore this email: your password stays as it is."
         );
         state
-            .flow
+            .ctx
             .send_notice(user.id, &user.email, "Reset your Postern password", &text)
             .await?;
     }
@@ -414,7 +408,7 @@ pub async fn reset_password(
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
     auth::check_password_rules(&password)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let Some(user_id) = auth::redeem_token(&txn, "reset", &token).await? else {
         return Err(ApiError::bad_request("Invalid or expired link"));
@@ -433,7 +427,7 @@ pub async fn reset_password(
 /// The key row of the request, for the endpoints that need sudo.
 async fn calling_key(state: &AppState, headers: &HeaderMap) -> Result<api_key::Model, ApiError> {
     let key = crate::extract::presented_key(headers).ok_or_else(ApiError::wrong_api_key)?;
-    auth::api_key_row(state.flow.db(), &key)
+    auth::api_key_row(state.ctx.db(), &key)
         .await?
         .ok_or_else(ApiError::wrong_api_key)
 }
@@ -460,7 +454,7 @@ async fn require_sudo(state: &AppState, headers: &HeaderMap) -> Result<(), ApiEr
         return need_sudo(&calling_key(state, headers).await?);
     }
     let token = crate::extract::session_token(headers).ok_or_else(sudo_required)?;
-    match auth::find_session(state.flow.db(), &token).await? {
+    match auth::find_session(state.ctx.db(), &token).await? {
         Some(s) if (chrono::Utc::now() - s.created_at).num_seconds() <= auth::SUDO_SECS => Ok(()),
         _ => Err(sudo_required()),
     }
@@ -497,7 +491,7 @@ pub async fn sudo(
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
     let key = calling_key(&state, &headers).await?;
-    auth::grant_sudo(state.flow.db(), key).await?;
+    auth::grant_sudo(state.ctx.db(), key).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -516,7 +510,7 @@ pub async fn delete_user(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_sudo(&state, &headers).await?;
-    let txn = postern_domain::db::begin_write(state.flow.db()).await?;
+    let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
     auth::delete_account(&txn, user.id).await?;
     commit(txn).await?;
     Ok(Json(json!({"ok": true})))
@@ -542,7 +536,7 @@ pub async fn create_api_key(
     let body = super::json_object(&body)?;
     let device = text(&body, "device")
         .ok_or_else(|| ApiError::bad_request("request body cannot be empty"))?;
-    let key = accounts::create_api_key(state.flow.db(), user.id, &device).await?;
+    let key = accounts::create_api_key(state.ctx.db(), user.id, &device).await?;
     Ok((StatusCode::CREATED, Json(json!({"api_key": key}))))
 }
 
@@ -559,7 +553,7 @@ pub async fn list_api_keys(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
-    let keys: Vec<Value> = auth::list_api_keys(state.flow.db(), user.id)
+    let keys: Vec<Value> = auth::list_api_keys(state.ctx.db(), user.id)
         .await?
         .iter()
         .map(|k| {
@@ -591,7 +585,7 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = super::parse_id(&id)?;
-    if auth::revoke_api_key(state.flow.db(), user.id, id).await? {
+    if auth::revoke_api_key(state.ctx.db(), user.id, id).await? {
         Ok(Json(json!({"deleted": true})))
     } else {
         Err(ApiError::forbidden())
@@ -613,7 +607,7 @@ pub async fn logout(
     ApiUser(user): ApiUser,
     headers: HeaderMap,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let mut out = HeaderMap::new();
     if let Some(key) = crate::extract::presented_key(&headers) {
         if let Some(row) = auth::api_key_row(db, &key).await? {
@@ -649,7 +643,7 @@ pub async fn csrf(
 ) -> Result<Json<Value>, ApiError> {
     let token = crate::extract::session_token(&headers)
         .ok_or_else(|| ApiError::bad_request("No browser session"))?;
-    let session = auth::find_session(state.flow.db(), &token)
+    let session = auth::find_session(state.ctx.db(), &token)
         .await?
         .ok_or_else(ApiError::wrong_api_key)?;
     Ok(Json(json!({"csrf_token": session.csrf_token})))
@@ -678,7 +672,7 @@ pub async fn change_password(
     if !auth::verify_password(user.password_hash.as_deref(), &current) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
-    auth::set_password(state.flow.db(), user, &new).await?;
+    auth::set_password(state.ctx.db(), user, &new).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -697,7 +691,7 @@ pub async fn cookie_token(
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
     let issued = auth::issue_token(
-        state.flow.db(),
+        state.ctx.db(),
         user.id,
         "cookie",
         false,
@@ -720,7 +714,7 @@ pub async fn api_to_cookie(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
 ) -> Result<(StatusCode, HeaderMap, Html<&'static str>), ApiError> {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let user = match q.token.as_deref() {
         Some(token) => auth::redeem_token(db, "cookie", token).await?,
         None => None,
@@ -787,7 +781,7 @@ pub async fn mfa_enable(
     let (Some(secret), Some(code)) = (text(&body, "secret"), text(&body, "code")) else {
         return Err(ApiError::bad_request("secret and code are required"));
     };
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let user = auth::set_totp(db, user, Some(secret)).await?;
     if !auth::check_totp(db, &user, &code, chrono::Utc::now().timestamp()).await? {
         auth::set_totp(db, user, None).await?;
@@ -811,7 +805,7 @@ pub async fn mfa_disable(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_sudo(&state, &headers).await?;
-    auth::set_totp(state.flow.db(), user, None).await?;
+    auth::set_totp(state.ctx.db(), user, None).await?;
     Ok(Json(json!({"ok": true})))
 }
 

@@ -30,7 +30,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let page = super::page_id(&params)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let contacts: Vec<Value> = listing::contact_page(db, alias.id, page)
         .await?
@@ -60,7 +60,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let raw = body
         .get("contact")
@@ -75,7 +75,7 @@ pub async fn create(
     let (name, address) = split_name_addr(raw);
     let invalid = || ApiError::bad_request(format!("{address} is not a valid email address"));
     let address = EmailAddress::parse(address).map_err(|_| invalid())?;
-    if accounts::is_our_domain(state.flow.settings(), address.domain()) {
+    if accounts::is_our_domain(state.ctx.settings(), address.domain()) {
         return Err(invalid());
     }
     if let Some(existing) = accounts::find_contact(db, alias.id, address.as_str()).await? {
@@ -87,7 +87,8 @@ pub async fn create(
     let txn = postern_domain::db::begin_write(db).await?;
     let contact = accounts::get_or_create_contact(
         &txn,
-        state.flow.settings(),
+        state.ctx.settings(),
+        state.ctx.reverse_alias_key(),
         &alias,
         address.as_str(),
         name,
@@ -132,7 +133,7 @@ pub async fn delete(
     Path(contact_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let contact_id = super::parse_id(&contact_id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let contact = accounts::user_contact(db, user.id, contact_id)
         .await?
         .ok_or_else(ApiError::forbidden)?;
@@ -156,7 +157,7 @@ pub async fn toggle(
     Path(contact_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let contact_id = super::parse_id(&contact_id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let contact = accounts::user_contact(db, user.id, contact_id)
         .await?
         .ok_or_else(ApiError::forbidden)?;

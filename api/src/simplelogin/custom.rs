@@ -23,7 +23,7 @@ pub struct HostQuery {
 /// `(suffix, signed_suffix)` for each alias domain, the user's default domain first.
 fn suffixes(state: &AppState, user: &user::Model) -> Vec<(String, String)> {
     let now = chrono::Utc::now().timestamp();
-    let settings = state.flow.settings();
+    let settings = state.ctx.settings();
     let first = accounts::alias_domain_for(settings, user);
     let mut domains: Vec<&String> = settings.mail.alias_domains.iter().collect();
     domains.sort_by_key(|d| **d != first);
@@ -41,7 +41,7 @@ async fn can_create(state: &AppState, user: &user::Model) -> Result<bool, ApiErr
     let Some(quota) = user.alias_quota else {
         return Ok(true);
     };
-    let stats = postern_domain::listing::user_stats(state.flow.db(), user.id).await?;
+    let stats = postern_domain::listing::user_stats(state.ctx.db(), user.id).await?;
     Ok(stats.aliases < i64::from(quota))
 }
 
@@ -147,7 +147,7 @@ pub async fn new_v3(
             "At least one mailbox must be selected",
         ));
     }
-    let owned = accounts::user_mailboxes(state.flow.db(), user.id).await?;
+    let owned = accounts::user_mailboxes(state.ctx.db(), user.id).await?;
     let mut mailboxes = Vec::new();
     for id in ids {
         let m = owned
@@ -243,7 +243,7 @@ async fn create(
     let domain = suffix.rsplit('@').next().unwrap_or_default();
     if !suffix.starts_with('.')
         || !state
-            .flow
+            .ctx
             .settings()
             .mail
             .alias_domains
@@ -261,11 +261,11 @@ async fn create(
     let address =
         EmailAddress::parse(&full).map_err(|_| ApiError::bad_request("Email alias is invalid"))?;
     let note = body.get("note").and_then(Value::as_str).map(str::to_string);
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let created = accounts::create_alias(
         &txn,
-        state.flow.settings(),
+        state.ctx.settings(),
         user,
         NewAliasAddress::Exact(address),
         mailboxes,

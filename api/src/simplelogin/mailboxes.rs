@@ -39,7 +39,7 @@ async fn mailboxes(
     ApiUser(user): ApiUser,
     verified_only: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = listing::mailboxes_with_use(state.flow.db(), user.id)
+    let list: Vec<Value> = listing::mailboxes_with_use(state.ctx.db(), user.id)
         .await?
         .iter()
         .filter(|(m, _)| m.verified || !verified_only)
@@ -72,13 +72,13 @@ pub async fn create(
         .ok_or_else(|| ApiError::bad_request("Invalid email"))?;
     let email = EmailAddress::parse(email)
         .map_err(|_| ApiError::bad_request("Invalid email: This email address is not valid"))?;
-    let settings = state.flow.settings();
+    let settings = state.ctx.settings();
     if accounts::is_our_domain(settings, email.domain()) {
         return Err(ApiError::bad_request(
             "Invalid email: This email is a domain of this server",
         ));
     }
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let mailbox = match accounts::add_unverified_mailbox(&txn, settings, &user, &email).await {
         Ok(m) => m,
@@ -105,7 +105,7 @@ pub async fn create(
         user.email
     );
     state
-        .flow
+        .ctx
         .send_notice(
             user.id,
             mailbox.email.as_str(),
@@ -138,7 +138,7 @@ pub async fn verify_link(
     axum::extract::Query(q): axum::extract::Query<TokenQuery>,
 ) -> Result<(axum::http::StatusCode, axum::response::Html<&'static str>), ApiError> {
     use postern_domain::{DomainError, accounts, auth};
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let mut done = false;
     if let Some(token) = q.token.as_deref()
@@ -189,7 +189,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     use postern_domain::accounts;
     let id = super::parse_id(&id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let mailbox = accounts::user_mailbox(db, user.id, id)
         .await?
         .ok_or_else(ApiError::forbidden)?;
@@ -228,7 +228,7 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     use postern_domain::{DomainError, accounts};
     let id = super::parse_id(&id)?;
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let mailbox = accounts::user_mailbox(db, user.id, id)
         .await?
         .ok_or_else(ApiError::forbidden)?;

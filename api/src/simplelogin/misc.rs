@@ -59,7 +59,7 @@ pub async fn custom_domains(_user: ApiUser) -> Json<Value> {
 )]
 pub async fn domains_v2(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
     let list: Vec<Value> = state
-        .flow
+        .ctx
         .settings()
         .mail
         .alias_domains
@@ -80,7 +80,7 @@ pub async fn domains_v2(State(state): State<AppState>, _user: ApiUser) -> Json<V
 )]
 pub async fn domains_v1(State(state): State<AppState>, _user: ApiUser) -> Json<Value> {
     let list: Vec<Value> = state
-        .flow
+        .ctx
         .settings()
         .mail
         .alias_domains
@@ -103,7 +103,7 @@ pub async fn export_data(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
-    let aliases: Vec<Value> = accounts::list_aliases(state.flow.db(), user.id)
+    let aliases: Vec<Value> = accounts::list_aliases(state.ctx.db(), user.id)
         .await?
         .iter()
         .map(|a| json!({"email": a.email, "enabled": a.enabled}))
@@ -130,7 +130,7 @@ pub async fn export_aliases(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<impl IntoResponse, ApiError> {
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let aliases = accounts::list_aliases(db, user.id).await?;
     let ids: Vec<i64> = aliases.iter().map(|a| a.id).collect();
     let mut mailboxes = postern_domain::listing::alias_mailboxes(db, &ids).await?;
@@ -180,7 +180,7 @@ fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
     json!({
         "alias_generator": u.alias_generator,
         "notification": u.notification,
-        "random_alias_default_domain": accounts::alias_domain_for(state.flow.settings(), u),
+        "random_alias_default_domain": accounts::alias_domain_for(state.ctx.settings(), u),
         "sender_format": postern_domain::rewrite::SenderFormat::parse(&u.sender_format).unwrap_or_default().as_str(),
         "random_alias_suffix": u.random_alias_suffix,
     })
@@ -236,7 +236,7 @@ pub async fn update_setting(
         default_alias_domain: text("random_alias_default_domain")?,
     };
     let user =
-        accounts::update_settings(state.flow.db(), state.flow.settings(), user, update).await?;
+        accounts::update_settings(state.ctx.db(), state.ctx.settings(), user, update).await?;
     Ok(Json(setting_object(&state, &user)))
 }
 
@@ -260,7 +260,7 @@ pub async fn aliases_v1(
     let query = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_string));
-    let db = state.flow.db();
+    let db = state.ctx.db();
     let aliases = postern_domain::listing::alias_page(
         db,
         user.id,

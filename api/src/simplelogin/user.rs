@@ -53,7 +53,7 @@ pub async fn update_user_info(
         ));
     }
     let user = active
-        .update(state.flow.db())
+        .update(state.ctx.db())
         .await
         .map_err(postern_domain::DomainError::from)?;
     Ok(Json(user_object(&user)))
@@ -87,7 +87,7 @@ pub async fn stats(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, crate::error::ApiError> {
-    let s = postern_domain::listing::user_stats(state.flow.db(), user.id).await?;
+    let s = postern_domain::listing::user_stats(state.ctx.db(), user.id).await?;
     Ok(Json(json!({
         "nb_alias": s.aliases,
         "nb_forward": s.forwards,

@@ -1,7 +1,7 @@
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::backend::{Backend, Envelope};
+use crate::backend::Backend;
 use crate::reply::Reply;
 use crate::session::{Outcome, Phase, Read, Session};
 
@@ -19,7 +19,7 @@ where
 {
     pub(crate) async fn handle_data(&mut self) -> Outcome {
         // The transaction ends with this DATA whatever happens to the content.
-        let transaction = match std::mem::replace(&mut self.state.phase, Phase::Ready) {
+        let envelope = match std::mem::replace(&mut self.state.phase, Phase::Ready) {
             Phase::Transaction(transaction) if !transaction.rcpt_to.is_empty() => transaction,
             other => {
                 let reply = if matches!(other, Phase::Transaction(_)) {
@@ -48,24 +48,15 @@ where
                 return Outcome::Close;
             }
         };
-        let envelope = Envelope {
-            mail_from: transaction.mail_from,
-            rcpt_to: transaction.rcpt_to,
-            remote_ip: self.remote_ip,
-            helo: self.state.helo.clone(),
-            tls: self.state.tls_active,
-            smtputf8: transaction.smtputf8,
-            body_8bit: transaction.body_8bit,
-        };
         let size = message.len();
-        let verdict = self.backend.receive(&envelope, message).await;
+        let receipt = self.backend.receive(&envelope, message).await;
         tracing::info!(
             size,
             recipients = envelope.rcpt_to.len(),
-            ?verdict,
+            ?receipt,
             "message received"
         );
-        self.reply(Reply::from(&verdict));
+        self.reply(Reply::from(&receipt));
         if self.flush().await.is_err() {
             return Outcome::Close;
         }

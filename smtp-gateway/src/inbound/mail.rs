@@ -5,7 +5,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::backend::Backend;
 use crate::reply::Reply;
-use crate::session::{Outcome, Phase, Session, Transaction};
+use postern_domain::Envelope;
+
+use crate::session::{Outcome, Phase, Session};
 
 impl<S, B> Session<S, B>
 where
@@ -26,12 +28,15 @@ where
         if from.size > self.config.max_message_size {
             return self.respond(Reply::too_big());
         }
-        self.state.phase = Phase::Transaction(Transaction {
-            mail_from: from.address.into_owned(),
-            rcpt_to: Vec::new(),
-            smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
-            body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
-        });
+        let mut envelope = Envelope::new(
+            from.address.into_owned(),
+            self.remote_ip,
+            self.state.helo.clone(),
+            self.state.tls_active,
+        );
+        envelope.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        envelope.body_8bit = from.flags & MAIL_BODY_8BITMIME != 0;
+        self.state.phase = Phase::Transaction(envelope);
         self.respond(Reply::sender_ok())
     }
 }

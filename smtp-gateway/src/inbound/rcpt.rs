@@ -3,7 +3,9 @@ use std::borrow::Cow;
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::backend::{Backend, RcptVerdict};
+use postern_domain::pipeline::RcptDecision;
+
+use crate::backend::Backend;
 use crate::reply::Reply;
 use crate::session::{Outcome, Phase, Session};
 
@@ -31,14 +33,11 @@ where
         if transaction.rcpt_to.len() >= self.config.max_recipients {
             return self.respond(Reply::too_many_recipients());
         }
-        let verdict = self
-            .backend
-            .check_rcpt(&transaction.mail_from, &address)
-            .await;
-        tracing::debug!(rcpt = %address, ?verdict, "recipient checked");
-        if verdict == RcptVerdict::Accept {
+        let decision = self.backend.check_rcpt(transaction, &address).await;
+        tracing::debug!(rcpt = %address, ?decision, "recipient checked");
+        if decision == RcptDecision::Accept {
             transaction.rcpt_to.push(address.into_owned());
         }
-        self.respond(Reply::from(verdict))
+        self.respond(Reply::from(decision))
     }
 }

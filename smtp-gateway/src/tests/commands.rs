@@ -175,7 +175,6 @@ async fn message_verdicts_map_to_replies() {
     let c = &mut h.client;
     c.ehlo().await;
     for (header, reply) in [
-        ("X-Verdict: reject", "550 5.7.1"),
         ("X-Verdict: malformed", "554 5.6.0"),
         ("X-Verdict: tempfail", "451 4.3.0"),
     ] {

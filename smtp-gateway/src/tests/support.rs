@@ -8,7 +8,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::{Backend, DataVerdict, Envelope, GatewayConfig, RcptVerdict, RejectReason, Session};
+use postern_domain::Envelope;
+use postern_domain::pipeline::{RcptDecision, Receipt};
+
+use crate::{Backend, GatewayConfig, Session};
 
 /// Generous bound on any single wait, so a broken server fails a test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,35 +41,28 @@ impl TestBackend {
 }
 
 impl Backend for TestBackend {
-    async fn check_rcpt(&self, _mail_from: &str, rcpt: &str) -> RcptVerdict {
+    async fn check_rcpt(&self, _envelope: &Envelope, rcpt: &str) -> RcptDecision {
         match rcpt {
-            "nobody@alias.test" => RcptVerdict::UnknownRecipient,
-            "tempfail@alias.test" => RcptVerdict::TemporaryFailure,
-            "postmaster" => RcptVerdict::Accept,
-            rcpt if rcpt.ends_with("@alias.test") => RcptVerdict::Accept,
-            _ => RcptVerdict::RelayDenied,
+            "nobody@alias.test" => RcptDecision::Unknown,
+            "tempfail@alias.test" => RcptDecision::TemporaryFailure,
+            "postmaster" => RcptDecision::Accept,
+            rcpt if rcpt.ends_with("@alias.test") => RcptDecision::Accept,
+            _ => RcptDecision::RelayDenied,
         }
     }
 
-    async fn receive(&self, envelope: &Envelope, message: Vec<u8>) -> DataVerdict {
+    async fn receive(&self, envelope: &Envelope, message: Vec<u8>) -> Receipt {
         let contains = |needle: &[u8]| message.windows(needle.len()).any(|w| w == needle);
-        if contains(b"X-Verdict: reject") {
-            return DataVerdict::Rejected {
-                reason: RejectReason::MessageRejected,
-            };
-        }
         if contains(b"X-Verdict: malformed") {
-            return DataVerdict::Rejected {
-                reason: RejectReason::Malformed,
-            };
+            return Receipt::Malformed("test".into());
         }
         if contains(b"X-Verdict: tempfail") {
-            return DataVerdict::TemporaryFailure;
+            return Receipt::TemporaryFailure;
         }
         let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
         received.push((envelope.clone(), message));
-        DataVerdict::Accepted {
-            id: format!("Q{}", received.len()),
+        Receipt::Accepted {
+            queue_id: format!("Q{}", received.len()),
         }
     }
 }

@@ -174,7 +174,7 @@ async fn the_activation_link_works_over_http_once() {
 async fn two_factor_login_with_totp() {
     let server = TestServer::start().await;
     server.add_user("mfa@real.test").await;
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let user = postern_domain::accounts::require_user(db, "mfa@real.test")
         .await
         .expect("user");
@@ -324,7 +324,7 @@ async fn api_keys_sudo_logout_and_account_deletion() {
     server
         .add_alias("keys@real.test", Some("mine@alias.test"), &[])
         .await;
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let user = postern_domain::accounts::require_user(db, "keys@real.test")
         .await
         .expect("user");
@@ -505,7 +505,7 @@ async fn browser_sessions_use_cookies_with_csrf() {
     server
         .add_alias("web@real.test", Some("web@alias.test"), &[])
         .await;
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let user = postern_domain::accounts::require_user(db, "web@real.test")
         .await
         .expect("user");
@@ -728,7 +728,7 @@ async fn a_cookie_token_opens_a_browser_session_once() {
 async fn two_factor_is_turned_on_and_off_through_the_api() {
     let server = TestServer::start().await;
     let key = server.add_user("totp@real.test").await;
-    let db = server.running().flow.db();
+    let db = server.running().ctx.db();
     let user = postern_domain::accounts::require_user(db, "totp@real.test")
         .await
         .expect("user");

@@ -73,14 +73,14 @@ async fn forward_rewrites_from_keeps_body_and_signs_twice() {
     let eml = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(eml.path(), &m.data).expect("write eml");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dkim_verify.py");
-    let out = Process::new("python3")
+    let out = Process::new(postern_tests::verifier::python())
         .arg(script)
         .arg(eml.path())
         .args(&args)
         .arg("--domain")
         .arg("reply.test")
         .output()
-        .expect("run dkim_verify.py (needs python3 with dkimpy and pynacl)");
+        .expect("run dkim_verify.py");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

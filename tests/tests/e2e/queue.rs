@@ -19,7 +19,7 @@ async fn relay_down_queues_then_delivers_exactly_once() {
         "accepted while the relay is down: {reply}"
     );
     // The first attempt fails and is rescheduled, not lost.
-    let flow = server.running().flow.clone();
+    let flow = server.running().ctx.clone();
     wait_until(|| async {
         postern_tests::harness::deliveries(&server).await
             == vec![("me@real.test".to_string(), "queued".to_string())]
@@ -36,10 +36,7 @@ async fn relay_down_queues_then_delivers_exactly_once() {
     .await;
     // Later queue passes send nothing more.
     assert_eq!(
-        server
-            .running()
-            .flow
-            .run_due(100)
+        postern_domain::delivery::run_due(&server.running().ctx, 100)
             .await
             .expect("queue pass"),
         0
@@ -140,7 +137,7 @@ async fn a_bounce_to_a_verp_address_is_recorded_and_a_forged_one_refused() {
     assert!(r.starts_with("550 5.1.1"), "{r}");
 }
 
-async fn attempts(flow: &postern_domain::mailflow::Mailflow) -> i32 {
+async fn attempts(flow: &postern_domain::Context) -> i32 {
     use postern_entity::delivery;
     use sea_orm::EntityTrait;
     delivery::Entity::find()

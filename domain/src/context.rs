@@ -1,0 +1,230 @@
+//! The context every flow shares: database, settings, keys, outbound transport, caches and
+//! the group-commit writer. Cheap to clone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use postern_config::Settings;
+use postern_entity::{alias, contact, mailbox};
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::cache::Cache;
+use crate::dkim::{self, Signers};
+use crate::outbound::Outbound;
+use crate::pipeline::commit::Writer;
+use crate::rewrite::SenderFormat;
+use crate::secrets::{self, HmacKey};
+use crate::{DomainError, Result};
+
+/// Deliveries attempted at once by one process.
+const CONCURRENT_DELIVERIES: usize = 64;
+
+/// An alias with what forwarding to it needs.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub alias: alias::Model,
+    /// Its verified mailboxes.
+    pub mailboxes: Vec<mailbox::Model>,
+    pub sender_format: SenderFormat,
+}
+
+impl Route {
+    /// The alias's mailbox that `address` is, if any.
+    pub fn mailbox(&self, address: &str) -> Option<&mailbox::Model> {
+        let address = address.to_lowercase();
+        self.mailboxes.iter().find(|m| m.email == address)
+    }
+}
+
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    settings: Arc<Settings>,
+    signers: Signers,
+    verp_key: HmacKey,
+    reverse_alias_key: HmacKey,
+    outbound: Outbound,
+    writer: Writer,
+    instance: String,
+    wake: Notify,
+    deliveries: Arc<Semaphore>,
+    stopping: watch::Sender<bool>,
+    routes_by_address: Cache<String, Route>,
+    routes_by_id: Cache<i64, Route>,
+    reverse_aliases: Cache<String, contact::Model>,
+    notice_log: Mutex<HashMap<(i64, &'static str), Vec<Instant>>>,
+}
+
+impl Context {
+    /// Prepares keys and secrets (creating them on first start), releases the delivery
+    /// claims a previous run of `instance` left, and returns the context.
+    pub async fn start(
+        db: DatabaseConnection,
+        settings: Arc<Settings>,
+        outbound: Outbound,
+        instance: String,
+    ) -> Result<Self> {
+        let domains = signing_domains(&settings);
+        for domain in &domains {
+            dkim::ensure_keys(&db, domain)
+                .await
+                .map_err(|e| DomainError::Invalid(format!("DKIM keys for {domain}: {e}")))?;
+        }
+        let signers = Signers::load(&db, &domains).await?;
+        let verp_key = secrets::load_or_create(&db, "verp").await?;
+        let reverse_alias_key = secrets::load_or_create(&db, "reverse-alias").await?;
+        let released = crate::delivery::queue::release_claims(&db, &instance).await?;
+        if released > 0 {
+            tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
+        }
+        let writer = Writer::start(db.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                signers,
+                verp_key,
+                reverse_alias_key,
+                outbound,
+                writer,
+                instance,
+                wake: Notify::new(),
+                deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
+                stopping: watch::channel(false).0,
+                routes_by_address: Cache::default(),
+                routes_by_id: Cache::default(),
+                reverse_aliases: Cache::default(),
+                notice_log: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn signers(&self) -> &Signers {
+        &self.inner.signers
+    }
+
+    pub fn verp_key(&self) -> &HmacKey {
+        &self.inner.verp_key
+    }
+
+    /// The key reverse-alias addresses are derived with.
+    pub fn reverse_alias_key(&self) -> &HmacKey {
+        &self.inner.reverse_alias_key
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
+    }
+
+    /// The group-commit writer: every write of the mail path goes through it.
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// This process's name on the delivery claims it makes.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Woken whenever new deliveries are queued; the worker waits on it.
+    pub fn wake(&self) -> &Notify {
+        &self.inner.wake
+    }
+
+    pub(crate) fn delivery_slots(&self) -> &Arc<Semaphore> {
+        &self.inner.deliveries
+    }
+
+    /// Resolves once [`Context::shutdown`] has been called.
+    pub(crate) async fn stopping(&self) {
+        let mut rx = self.inner.stopping.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Stops delivering: waits up to `grace` for the attempts under way, then abandons the
+    /// rest (their claims are released when this instance starts again).
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.stopping.send(true);
+        let all = u32::try_from(CONCURRENT_DELIVERIES).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(grace, self.inner.deliveries.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!("deliveries still running at shutdown were abandoned");
+        }
+        self.inner.deliveries.close();
+    }
+
+    pub(crate) fn routes_by_address(&self) -> &Cache<String, Route> {
+        &self.inner.routes_by_address
+    }
+
+    pub(crate) fn routes_by_id(&self) -> &Cache<i64, Route> {
+        &self.inner.routes_by_id
+    }
+
+    pub(crate) fn reverse_aliases(&self) -> &Cache<String, contact::Model> {
+        &self.inner.reverse_aliases
+    }
+
+    /// Counts a notice of `kind` to `user_id`; false when more than `per_hour` went out in
+    /// the last hour.
+    pub(crate) fn allow_notice(&self, user_id: i64, kind: &'static str, per_hour: usize) -> bool {
+        let mut log = self
+            .inner
+            .notice_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if log.len() > 100_000 {
+            log.retain(|_, sent| sent.last().is_some_and(|t| t.elapsed() < HOUR));
+        }
+        let sent = log.entry((user_id, kind)).or_default();
+        sent.retain(|t| t.elapsed() < HOUR);
+        if sent.len() >= per_hour {
+            return false;
+        }
+        sent.push(Instant::now());
+        true
+    }
+
+    /// Queues a message from Postern to one of its users (account emails).
+    pub async fn send_notice(
+        &self,
+        user_id: i64,
+        to: &str,
+        subject: &str,
+        text: &str,
+    ) -> Result<()> {
+        let notice = crate::flow::notice::Notice {
+            kind: crate::flow::notice::NoticeKind::Account,
+            user_id: Some(user_id),
+            alias_id: None,
+            to: to.to_string(),
+            subject: subject.to_string(),
+            text: text.to_string(),
+        };
+        crate::flow::notice::send(self, notice).await
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn signing_domains(settings: &Settings) -> Vec<String> {
+    let mut domains = settings.mail.alias_domains.clone();
+    if !domains.contains(&settings.mail.reply_domain) {
+        domains.push(settings.mail.reply_domain.clone());
+    }
+    domains
+}

@@ -1,0 +1,288 @@
+//! The delivery queue: one row per (message, recipient).
+//!
+//! A delivery is attempted by the instance that claims it. A claim names the instance and
+//! lasts [`LEASE`] (renewed while a long send runs); a restarted instance releases its own
+//! claims at once, and anyone else's expire with their lease. Fresh deliveries are inserted
+//! already claimed by the instance that received them, which attempts them right after the
+//! commit. On PostgreSQL, claims skip rows another worker has locked.
+
+use std::time::Duration;
+
+use postern_config::QueueSettings;
+use postern_entity::delivery::{self, DeliveryKind, DeliveryStatus};
+use postern_entity::message;
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+
+use crate::{DomainError, Result, now_ms};
+
+/// How long a claim keeps others away; renewed every [`RENEW_EVERY`] while a send runs.
+pub const LEASE: Duration = Duration::from_secs(60);
+pub const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub kind: DeliveryKind,
+    pub rcpt: String,
+    pub user_id: Option<i64>,
+    pub alias_id: Option<i64>,
+    pub contact_id: Option<i64>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Stores a message once; deliveries refer to it by the returned id.
+pub async fn store_message(
+    db: &impl ConnectionTrait,
+    mail_from: Option<&str>,
+    token: Option<&str>,
+    raw: Vec<u8>,
+) -> Result<i64> {
+    let row = message::ActiveModel {
+        mail_from: Set(mail_from.map(str::to_string)),
+        token: Set(token.map(str::to_string)),
+        raw: Set(raw),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(row.id)
+}
+
+/// Queues one delivery per recipient of stored message `message_id`, claimed by `instance`
+/// for its first attempt right after the commit.
+pub async fn enqueue(
+    db: &impl ConnectionTrait,
+    settings: &QueueSettings,
+    instance: &str,
+    message_id: i64,
+    deliveries: &[NewDelivery],
+) -> Result<Vec<delivery::Model>> {
+    let now = chrono::Utc::now();
+    let now_ms = now.timestamp_millis();
+    let expires_at = now_ms.saturating_add(millis(settings.lifetime));
+    let mut rows = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let row = delivery::ActiveModel {
+            message_id: Set(message_id),
+            user_id: Set(d.user_id),
+            alias_id: Set(d.alias_id),
+            contact_id: Set(d.contact_id),
+            kind: Set(d.kind),
+            rcpt: Set(d.rcpt.clone()),
+            status: Set(DeliveryStatus::Queued),
+            attempts: Set(1),
+            next_attempt_at: Set(now_ms + millis(LEASE)),
+            expires_at: Set(expires_at),
+            last_error: Set(None),
+            claimed_by: Set(Some(instance.to_string())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Claims up to `limit` due deliveries (queued, and not under someone's live lease) for
+/// `instance`, oldest first.
+pub async fn claim_due(
+    db: &impl ConnectionTrait,
+    instance: &str,
+    limit: u64,
+) -> Result<Vec<delivery::Model>> {
+    let now = now_ms();
+    let mut due = Query::select();
+    due.column(delivery::Column::Id)
+        .from(delivery::Entity)
+        .and_where(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .and_where(delivery::Column::NextAttemptAt.lte(now))
+        .order_by(delivery::Column::NextAttemptAt, sea_orm::Order::Asc)
+        .limit(limit);
+    if crate::db::is_postgres(db) {
+        due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    Ok(delivery::Entity::update_many()
+        .col_expr(delivery::Column::ClaimedBy, Expr::value(instance))
+        .col_expr(
+            delivery::Column::NextAttemptAt,
+            Expr::value(now + millis(LEASE)),
+        )
+        .col_expr(
+            delivery::Column::Attempts,
+            Expr::col(delivery::Column::Attempts).add(1),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(delivery::Column::Id.in_subquery(due.to_owned()))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .exec_with_returning(db)
+        .await?)
+}
+
+/// Extends `instance`'s claim on delivery `id` by a lease; false when it is no longer ours.
+pub async fn renew(db: &impl ConnectionTrait, id: i64, instance: &str) -> Result<bool> {
+    let result = delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::NextAttemptAt,
+            Expr::value(now_ms() + millis(LEASE)),
+        )
+        .filter(delivery::Column::Id.eq(id))
+        .filter(delivery::Column::ClaimedBy.eq(instance))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Makes every delivery `instance` had claimed due now: it was attempting them when it
+/// stopped, and nobody else is. Returns how many.
+pub async fn release_claims(db: &impl ConnectionTrait, instance: &str) -> Result<u64> {
+    let result = delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now_ms()))
+        .filter(delivery::Column::ClaimedBy.eq(instance))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+pub async fn load_message(db: &impl ConnectionTrait, id: i64) -> Result<message::Model> {
+    message::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("stored message {id}")))
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<delivery::Model>> {
+    Ok(delivery::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Sets the final status of a delivery this instance attempted.
+async fn finish(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: DeliveryStatus,
+    error: Option<&str>,
+) -> Result<()> {
+    let mut update = delivery::Entity::update_many()
+        .col_expr(delivery::Column::Status, Expr::value(status))
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()));
+    if let Some(error) = error {
+        update = update.col_expr(
+            delivery::Column::LastError,
+            Expr::value(error.chars().take(1000).collect::<String>()),
+        );
+    }
+    update.filter(delivery::Column::Id.eq(id)).exec(db).await?;
+    Ok(())
+}
+
+pub async fn mark_delivered(db: &impl ConnectionTrait, id: i64) -> Result<()> {
+    finish(db, id, DeliveryStatus::Delivered, None).await
+}
+
+pub async fn mark_failed(db: &impl ConnectionTrait, id: i64, error: &str) -> Result<()> {
+    finish(db, id, DeliveryStatus::Failed, Some(error)).await
+}
+
+pub async fn mark_bounced(db: &impl ConnectionTrait, id: i64, detail: &str) -> Result<()> {
+    finish(db, id, DeliveryStatus::Bounced, Some(detail)).await
+}
+
+/// What became of a temporary failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    At(i64),
+    /// The queue lifetime is over: the caller fails it.
+    GaveUp,
+}
+
+/// Schedules the next attempt with exponential backoff and releases the claim, or gives up
+/// once the lifetime is over.
+pub async fn retry_later(
+    db: &impl ConnectionTrait,
+    settings: &QueueSettings,
+    d: &delivery::Model,
+    error: &str,
+) -> Result<Retry> {
+    let next = now_ms().saturating_add(millis(backoff(settings, d.attempts)));
+    if next > d.expires_at {
+        return Ok(Retry::GaveUp);
+    }
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delivery::Column::LastError,
+            Expr::value(error.chars().take(1000).collect::<String>()),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(delivery::Column::Id.eq(d.id))
+        .exec(db)
+        .await?;
+    Ok(Retry::At(next))
+}
+
+/// `initial × 2^(attempts-1)`, capped.
+pub fn backoff(settings: &QueueSettings, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
+    settings
+        .retry_initial
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(settings.max_retry_interval)
+}
+
+/// Drops stored messages that no queued delivery needs any more; returns how many.
+pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
+    let still_needed = Query::select()
+        .column(delivery::Column::MessageId)
+        .from(delivery::Entity)
+        .and_where(Expr::col(delivery::Column::Status).eq(DeliveryStatus::Queued))
+        .to_owned();
+    let result = message::Entity::delete_many()
+        .filter(message::Column::Id.not_in_subquery(still_needed))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Kinds whose failure is told to the alias's owner.
+pub fn is_owner_mail(kind: DeliveryKind) -> bool {
+    matches!(kind, DeliveryKind::Forward | DeliveryKind::Reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = QueueSettings {
+            retry_initial: Duration::from_secs(60),
+            max_retry_interval: Duration::from_secs(3600),
+            lifetime: Duration::from_secs(86400),
+            poll_interval: Duration::from_secs(1),
+        };
+        let delays: Vec<u64> = (1..=9).map(|a| backoff(&s, a).as_secs()).collect();
+        assert_eq!(delays, vec![60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(backoff(&s, i32::MAX).as_secs(), 3600);
+    }
+}

@@ -1,0 +1,145 @@
+//! Decisions, per recipient: pure functions of what resolve found and what the message says.
+//! The gateway maps [`RcptDecision`] to SMTP replies in one place; the flows act on
+//! [`Decision`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use postern_entity::{contact, mailbox};
+
+use crate::context::Route;
+use crate::envelope::Envelope;
+use crate::message::ParsedMessage;
+use crate::pipeline::resolve::Recipient;
+
+/// The answer to one `RCPT TO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptDecision {
+    Accept,
+    /// No such address on a domain we serve.
+    Unknown,
+    /// A domain we do not serve, or a routing trick: we are not a relay.
+    RelayDenied,
+    /// A reverse alias written to by someone who is not its alias's owner.
+    NotOwner,
+    /// The answer is not known right now (database down).
+    TemporaryFailure,
+}
+
+/// Decides a recipient at `RCPT` time.
+pub fn decide_rcpt(recipient: &Recipient, envelope: &Envelope) -> RcptDecision {
+    match recipient {
+        Recipient::Alias(_) | Recipient::Bounce(_) | Recipient::Postmaster(_) => {
+            RcptDecision::Accept
+        }
+        Recipient::ReverseAlias { route, .. } => match route.mailbox(&envelope.mail_from) {
+            Some(_) => RcptDecision::Accept,
+            None => RcptDecision::NotOwner,
+        },
+        Recipient::Unknown => RcptDecision::Unknown,
+        Recipient::Foreign => RcptDecision::RelayDenied,
+    }
+}
+
+/// Why a message to an alias is kept from its mailboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockReason {
+    AliasDisabled,
+    ContactBlocked,
+    NoMailbox,
+}
+
+impl BlockReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AliasDisabled => "alias disabled",
+            Self::ContactBlocked => "contact blocked",
+            Self::NoMailbox => "alias has no verified mailbox",
+        }
+    }
+}
+
+/// Why a message through a reverse alias is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// The envelope sender is not one of the alias's mailboxes.
+    Unauthorised,
+    /// To/Cc addresses that are not reverse aliases of the alias.
+    UnknownRecipients(Vec<String>),
+}
+
+/// What happens to the message for one recipient (or one alias, for replies).
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Forward(Arc<Route>),
+    Block(Arc<Route>, BlockReason),
+    /// The owner wrote to their own alias: sending it back would loop.
+    Loop(Arc<Route>),
+    Reply {
+        route: Arc<Route>,
+        mailbox: mailbox::Model,
+        /// The envelope recipients, each a contact of the alias.
+        contacts: Vec<Arc<contact::Model>>,
+    },
+    RefuseReply {
+        route: Arc<Route>,
+        mailbox: Option<mailbox::Model>,
+        reason: RefuseReason,
+    },
+}
+
+/// A message to an alias. `sender_blocked`: the owner blocked the sender's contact.
+pub fn decide_forward(route: Arc<Route>, envelope: &Envelope, sender_blocked: bool) -> Decision {
+    if route.mailbox(&envelope.mail_from).is_some() {
+        Decision::Loop(route)
+    } else if !route.alias.enabled {
+        Decision::Block(route, BlockReason::AliasDisabled)
+    } else if sender_blocked {
+        Decision::Block(route, BlockReason::ContactBlocked)
+    } else if route.mailboxes.is_empty() {
+        Decision::Block(route, BlockReason::NoMailbox)
+    } else {
+        Decision::Forward(route)
+    }
+}
+
+/// A message through reverse aliases of one alias. `known`: the To/Cc addresses that are
+/// reverse aliases, with their contacts.
+pub fn decide_reply(
+    route: Arc<Route>,
+    envelope: &Envelope,
+    message: &ParsedMessage,
+    contacts: Vec<Arc<contact::Model>>,
+    known: &HashMap<String, Arc<contact::Model>>,
+) -> Decision {
+    let Some(mailbox) = route.mailbox(&envelope.mail_from).cloned() else {
+        return Decision::RefuseReply {
+            route,
+            mailbox: None,
+            reason: RefuseReason::Unauthorised,
+        };
+    };
+    let unknown: Vec<String> = message
+        .recipients
+        .iter()
+        .filter(|address| **address != route.alias.email)
+        .filter(|address| {
+            known
+                .get(*address)
+                .is_none_or(|c| c.alias_id != route.alias.id)
+        })
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Decision::RefuseReply {
+            route,
+            mailbox: Some(mailbox),
+            reason: RefuseReason::UnknownRecipients(unknown),
+        };
+    }
+    Decision::Reply {
+        route,
+        mailbox,
+        contacts,
+    }
+}

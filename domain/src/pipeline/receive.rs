@@ -1,0 +1,139 @@
+//! The stages in order, for one SMTP transaction.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::delivery::{self, Source};
+use crate::envelope::Envelope;
+use crate::flow::{self, Plan, forward, reply};
+use crate::message::ParsedMessage;
+use crate::pipeline::decide::{self, RcptDecision};
+use crate::pipeline::resolve::{self, Recipient};
+use crate::{DomainError, Result};
+
+/// Messages larger than this are parsed on the blocking pool.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+/// The answer to a complete message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// Committed: every resulting delivery is queued, every block or bounce recorded.
+    Accepted { queue_id: String },
+    /// Nothing was kept; the sender should try again later.
+    TemporaryFailure,
+    /// The content cannot be passed on as it is.
+    Malformed(String),
+}
+
+/// Decides one `RCPT TO` of `envelope`.
+pub async fn check_rcpt(ctx: &Context, envelope: &Envelope, rcpt: &str) -> RcptDecision {
+    match resolve::resolve(ctx, rcpt).await {
+        Ok(recipient) => decide::decide_rcpt(&recipient, envelope),
+        Err(e) => {
+            tracing::warn!(error = %e, "recipient lookup failed");
+            RcptDecision::TemporaryFailure
+        }
+    }
+}
+
+/// Takes one message for the envelope's accepted recipients. `Accepted` only once the
+/// commit that holds everything it produced is durable.
+pub async fn receive(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Receipt {
+    match receive_inner(ctx, envelope, raw).await {
+        Ok(queue_id) => Receipt::Accepted { queue_id },
+        Err(DomainError::MalformedMessage(why)) => Receipt::Malformed(why),
+        Err(e) => {
+            tracing::error!(error = %e, "message not accepted");
+            Receipt::TemporaryFailure
+        }
+    }
+}
+
+async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Result<String> {
+    // 1. Parse once.
+    let message = if raw.len() > PARSE_INLINE_MAX {
+        flow::cpu(move || ParsedMessage::parse(raw)).await?
+    } else {
+        ParsedMessage::parse(raw)?
+    };
+    let source = Arc::new(Source {
+        message,
+        mail_from: envelope.mail_from.clone(),
+        token: flow::notice::new_token(),
+    });
+    let message = &source.message;
+
+    // 2. Resolve and decide, per recipient (a reply: per alias, with its contacts).
+    let mut plan = Plan::default();
+    let mut forwarded = HashSet::new();
+    let mut replies: BTreeMap<
+        i64,
+        (
+            Arc<crate::context::Route>,
+            Vec<Arc<postern_entity::contact::Model>>,
+        ),
+    > = BTreeMap::new();
+    for rcpt in &envelope.rcpt_to {
+        match resolve::resolve(ctx, rcpt).await? {
+            Recipient::Alias(route) => {
+                // Two spellings of one address (`a@d`, `A@d.`) are one recipient.
+                if !forwarded.insert(route.alias.id) {
+                    continue;
+                }
+                let facts =
+                    forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?;
+                let decision = decide::decide_forward(route, envelope, facts.sender_blocked());
+                forward::plan(
+                    ctx,
+                    &decision,
+                    &facts,
+                    message,
+                    &envelope.mail_from,
+                    &mut plan,
+                );
+            }
+            Recipient::ReverseAlias { contact, route } => {
+                let entry = replies
+                    .entry(route.alias.id)
+                    .or_insert_with(|| (route, Vec::new()));
+                if !entry.1.iter().any(|c| c.id == contact.id) {
+                    entry.1.push(contact);
+                }
+            }
+            Recipient::Bounce(verp) => plan.bounces.push(verp),
+            Recipient::Postmaster(to) => plan.postmaster.push((to, rcpt.clone())),
+            Recipient::Unknown | Recipient::Foreign => {
+                tracing::warn!(rcpt, "recipient vanished between RCPT and DATA");
+            }
+        }
+    }
+    if !replies.is_empty() {
+        let known = reply::known_reverse_aliases(ctx, message).await?;
+        for (_, (route, contacts)) in replies {
+            let decision = decide::decide_reply(route, envelope, message, contacts, &known);
+            reply::plan(
+                &decision,
+                message,
+                &source.token,
+                &envelope.mail_from,
+                &mut plan,
+            );
+        }
+    }
+
+    // 3. Commit (grouped with other sessions'), then start the first attempts.
+    let (c, s) = (ctx.clone(), Arc::clone(&source));
+    let committed = ctx
+        .writer()
+        .write(move |txn| Box::pin(async move { plan.apply(&c, txn, &s).await }))
+        .await?;
+    let queue_id = committed
+        .received
+        .first()
+        .or(committed.other.first())
+        .map_or_else(|| "none".to_string(), |d| format!("D{}", d.id));
+    delivery::spawn(ctx, committed.received, Some(source));
+    delivery::spawn(ctx, committed.other, None);
+    Ok(queue_id)
+}

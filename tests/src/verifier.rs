@@ -1,0 +1,68 @@
+//! The independent DKIM verifier (dkimpy, with PyNaCl for Ed25519). When the system's
+//! python3 lacks them, they are installed once into a virtual environment inside the build
+//! directory, so the README's one test command works on a fresh machine.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, PoisonError};
+
+static PYTHON: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// A python interpreter that can `import dkim, nacl`.
+pub fn python() -> PathBuf {
+    let mut cached = PYTHON.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(python) = cached.as_ref() {
+        return python.clone();
+    }
+    let python = find_or_install();
+    *cached = Some(python.clone());
+    python
+}
+
+fn has_modules(python: &std::path::Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import dkim, nacl"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn find_or_install() -> PathBuf {
+    let system = PathBuf::from("python3");
+    if has_modules(&system) {
+        return system;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    let venv = target.join("dkim-verifier-venv");
+    let python = venv.join("bin").join("python3");
+    if has_modules(&python) {
+        return python;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .output()
+            .expect("run python3 (the DKIM verifier needs it)");
+        assert!(
+            out.status.success(),
+            "installing the DKIM verifier failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "dkimpy",
+        "pynacl",
+    ]));
+    assert!(
+        has_modules(&python),
+        "dkimpy and pynacl still missing in {}",
+        venv.display()
+    );
+    python
+}

@@ -140,7 +140,12 @@ impl Context {
         &self.inner.instance
     }
 
-    /// Woken whenever new deliveries are queued; the worker waits on it.
+    /// How many more deliveries this process can attempt right now.
+    pub fn free_delivery_slots(&self) -> usize {
+        self.inner.deliveries.available_permits()
+    }
+
+    /// Woken whenever a delivery attempt ends; the queue runner waits on it while busy.
     pub fn wake(&self) -> &Notify {
         &self.inner.wake
     }

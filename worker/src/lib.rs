@@ -10,8 +10,10 @@ use postern_domain::Context;
 use postern_domain::delivery::{self, queue};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-/// How many due deliveries one pass of the queue runner attempts.
+/// How many due deliveries one pass of the queue runner claims at most.
 const BATCH: u64 = 200;
+/// The longest pause between passes while there is a backlog.
+const BUSY_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -36,20 +38,24 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(),
     tokio::pin!(shutdown);
     let poll = ctx.settings().queue.poll_interval;
     loop {
-        let attempted = match delivery::run_due(&ctx, BATCH).await {
+        let claimed = match delivery::run_due(&ctx, BATCH).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "queue pass failed");
                 0
             }
         };
-        if attempted as u64 >= BATCH {
-            continue; // more may be due right now
-        }
+        // While there is a backlog, take more as attempts end; otherwise poll.
+        let busy = claimed > 0 || ctx.free_delivery_slots() == 0;
+        let pause = if busy {
+            BUSY_POLL
+        } else {
+            poll.min(Duration::from_secs(60))
+        };
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ctx.wake().notified() => {}
-            _ = tokio::time::sleep(poll.min(Duration::from_secs(60))) => {}
+            _ = ctx.wake().notified(), if busy => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     scheduler.shutdown().await?;

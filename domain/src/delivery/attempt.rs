@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use postern_entity::delivery::{self, DeliveryKind};
 
 use crate::context::Context;
@@ -55,28 +54,29 @@ pub fn spawn(ctx: &Context, deliveries: Vec<delivery::Model>, source: Option<Arc
                 result = attempt(&ctx, d, source) => if let Err(e) = result {
                     tracing::warn!(delivery = id, error = %e, "delivery attempt not recorded; it resumes after its lease");
                 },
-                () = ctx.stopping() => {}
+                () = ctx.stopping() => return,
             }
+            // A slot is free again: the queue runner may take the next due delivery.
+            ctx.wake().notify_one();
         });
     }
 }
 
-/// Claims the due deliveries (up to `limit`) and attempts them; returns how many.
+/// Claims due deliveries, as many as there are free delivery slots (at most `limit`), and
+/// starts their attempts; returns how many. A slow recipient never holds up the others.
 pub async fn run_due(ctx: &Context, limit: u64) -> Result<usize> {
+    let free = u64::try_from(ctx.delivery_slots().available_permits()).unwrap_or(0);
+    let limit = limit.min(free);
+    if limit == 0 {
+        return Ok(0);
+    }
     let instance = ctx.instance().to_string();
     let claimed = ctx
         .writer()
         .write(move |txn| Box::pin(async move { queue::claim_due(txn, &instance, limit).await }))
         .await?;
     let n = claimed.len();
-    futures::stream::iter(claimed)
-        .for_each_concurrent(None, |d| async move {
-            let id = d.id;
-            if let Err(e) = attempt(ctx, d, None).await {
-                tracing::warn!(delivery = id, error = %e, "delivery attempt not recorded");
-            }
-        })
-        .await;
+    spawn(ctx, claimed, None);
     Ok(n)
 }
 

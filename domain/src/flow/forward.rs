@@ -17,7 +17,6 @@ use crate::delivery::Source;
 use crate::delivery::queue::NewDelivery;
 use crate::message::ParsedMessage;
 use crate::pipeline::decide::Decision;
-use crate::pipeline::resolve::route_by_id;
 use crate::rewrite::{self, ForwardContext, Mailbox};
 use crate::{DomainError, Result};
 
@@ -225,12 +224,8 @@ pub fn plan(
 
 /// What a forward delivery sends: the received message rewritten for the owner, signed.
 pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> Result<Vec<u8>> {
-    let alias_id = d
-        .alias_id
-        .ok_or_else(|| DomainError::Invalid("forward without an alias".into()))?;
-    let Some(route) = route_by_id(ctx, alias_id).await? else {
-        return Err(DomainError::Invalid("the alias no longer exists".into()));
-    };
+    let route = super::route_of(ctx, d).await?;
+    let alias_id = route.alias.id;
     let message = &source.message;
     let facts = Facts::gather(ctx, &route, message, &source.mail_from).await?;
     let reverse_aliases = facts.reverse_aliases(ctx, alias_id);

@@ -254,6 +254,19 @@ pub async fn thread_ids(
         .collect())
 }
 
+/// The alias a delivery belongs to; an error (permanent) when it has none any more.
+pub(crate) async fn route_of(
+    ctx: &Context,
+    d: &delivery::Model,
+) -> Result<std::sync::Arc<crate::context::Route>> {
+    let alias_id = d
+        .alias_id
+        .ok_or_else(|| crate::DomainError::Invalid("a delivery without an alias".into()))?;
+    crate::pipeline::resolve::route_by_id(ctx, alias_id)
+        .await?
+        .ok_or_else(|| crate::DomainError::Invalid("the alias no longer exists".into()))
+}
+
 pub(crate) fn domain_of(address: &str) -> &str {
     address.rsplit('@').next().unwrap_or_default()
 }

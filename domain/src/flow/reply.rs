@@ -16,7 +16,7 @@ use crate::delivery::Source;
 use crate::delivery::queue::NewDelivery;
 use crate::message::ParsedMessage;
 use crate::pipeline::decide::{Decision, RefuseReason};
-use crate::pipeline::resolve::{self, Recipient, route_by_id};
+use crate::pipeline::resolve::{self, Recipient};
 use crate::rewrite::{self, Mailbox, ReplyContext, RewriteError};
 use crate::{DomainError, Result};
 
@@ -117,12 +117,8 @@ pub fn plan(
 
 /// What a reply delivery sends: the owner's message, from the alias, scrubbed, signed.
 pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> Result<Vec<u8>> {
-    let alias_id = d
-        .alias_id
-        .ok_or_else(|| DomainError::Invalid("reply without an alias".into()))?;
-    let Some(route) = route_by_id(ctx, alias_id).await? else {
-        return Err(DomainError::Invalid("the alias no longer exists".into()));
-    };
+    let route = super::route_of(ctx, d).await?;
+    let alias_id = route.alias.id;
     let message = &source.message;
     let mut contacts: HashMap<String, Mailbox> = HashMap::new();
     let mut wanted: Vec<&str> = message

@@ -165,3 +165,118 @@ where
     }
     panic!("condition not met within {WAIT:?}");
 }
+
+/// Sends one message while the relay refuses connections; returns once it was attempted.
+async fn send_while_the_relay_is_down(
+    server: &mut postern_tests::harness::TestServer,
+    alias: &str,
+    subject: &str,
+) {
+    server.sink.stop().await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[alias],
+        &message("bob@ext.test", alias, subject, "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    wait_until(|| async { attempts(&server.running().ctx).await >= 1 }).await;
+}
+
+/// Makes the only delivery look claimed by `instance`, its lease ten minutes from now.
+async fn claim_as(server: &postern_tests::harness::TestServer, instance: &str) {
+    use postern_entity::delivery;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let lease = postern_domain::now_ms() + 10 * 60 * 1000;
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::ClaimedBy, Expr::value(instance))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(lease))
+        .filter(delivery::Column::Status.eq(delivery::DeliveryStatus::Queued))
+        .exec(server.running().ctx.db())
+        .await
+        .expect("claim");
+}
+
+#[tokio::test]
+async fn a_restarted_instance_resumes_its_own_claims_at_once() {
+    let (mut server, alias) = server_with_alias().await;
+    send_while_the_relay_is_down(&mut server, &alias, "claimed").await;
+    let instance = server.running().ctx.instance().to_string();
+    // As if the process died mid-send: its claim would keep others away for the lease.
+    claim_as(&server, &instance).await;
+    server.stop().await;
+    server.sink.resume().await;
+    server.restart().await;
+    assert_eq!(server.running().ctx.instance(), instance);
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("Subject").as_deref(), Some("claimed"));
+}
+
+#[tokio::test]
+async fn another_instances_live_claim_is_left_alone() {
+    let (mut server, alias) = server_with_alias().await;
+    send_while_the_relay_is_down(&mut server, &alias, "theirs").await;
+    claim_as(&server, "another-instance").await;
+    server.sink.resume().await;
+    let ctx = &server.running().ctx;
+    assert_eq!(
+        postern_domain::delivery::run_due(ctx, 100)
+            .await
+            .expect("pass"),
+        0,
+        "a claim under a live lease is not taken"
+    );
+    assert!(server.sink.received().is_empty());
+}
+
+#[tokio::test]
+async fn group_commit_keeps_one_sessions_failure_to_itself() {
+    use postern_entity::secret;
+    use sea_orm::{EntityTrait, Set};
+    let (server, _) = server_with_alias().await;
+    let writer = server.running().ctx.writer().clone();
+    let write = |name: &'static str, fail: bool| {
+        let writer = writer.clone();
+        async move {
+            writer
+                .write(move |txn| {
+                    Box::pin(async move {
+                        secret::Entity::insert(secret::ActiveModel {
+                            name: Set(name.to_string()),
+                            value: Set(vec![1]),
+                        })
+                        .exec_without_returning(txn)
+                        .await?;
+                        if fail {
+                            return Err(postern_domain::DomainError::Invalid("bad data".into()));
+                        }
+                        Ok(name)
+                    })
+                })
+                .await
+        }
+    };
+    let (a, b, c) = tokio::join!(
+        write("gc-a", false),
+        write("gc-b", true),
+        write("gc-c", false)
+    );
+    assert_eq!(a.expect("a committed"), "gc-a");
+    assert!(b.is_err(), "the failing session is told");
+    assert_eq!(c.expect("c committed"), "gc-c");
+    let db = server.running().ctx.db();
+    let kept = |name: &'static str| async move {
+        secret::Entity::find_by_id(name.to_string())
+            .one(db)
+            .await
+            .expect("query")
+            .is_some()
+    };
+    assert!(kept("gc-a").await && kept("gc-c").await);
+    assert!(
+        !kept("gc-b").await,
+        "a failed session's writes are rolled back"
+    );
+}

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Crash safety under load: SIGKILL the service at random moments, restart it, count what arrives.
+
+    scripts/crash-test.py BIN [--kills 20] [--clients 8] [--settle 60] [--db-url URL]
+
+Runs `BIN serve` on loopback with a throwaway data directory, a user and an alias, and a small
+SMTP sink of its own as the relay. Clients send numbered messages to the alias (a new connection
+each) and remember which ones got `250`; a message that got no answer is sent again later, as a
+real MTA would (those duplicates are the client's). Meanwhile the service is killed with SIGKILL
+every 0.3-1.5 s and restarted at once, KILLS times. Then the load stops and the service stays up.
+
+Passes when every acknowledged message reaches the sink within SETTLE seconds of the last restart
+(nothing acknowledged is lost, nothing waits out a lease). It also counts Postern's own resends
+(the same delivery, recognised by its VERP envelope sender, arriving twice) against the target of
+one per kill, and says whether the target was met; `--strict` makes a miss fail the run. Bounded: every wait has a deadline; all processes it starts
+are stopped at exit. Loopback only.
+"""
+import argparse
+import collections
+import os
+import random
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SUBJECT = re.compile(rb"^Subject: crash-(\d+)\r?$", re.M)
+
+
+class Sink(socketserver.ThreadingTCPServer):
+    """A minimal SMTP server that records (envelope sender, message number) per message."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), SinkHandler)
+        self.lock = threading.Lock()
+        self.got = []  # (mail_from, n)
+
+
+class SinkHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        w = self.wfile.write
+        w(b"220 sink ESMTP\r\n")
+        mail_from = ""
+        while True:
+            line = self.rfile.readline(4096)
+            if not line:
+                return
+            cmd = line[:4].upper()
+            if cmd in (b"EHLO", b"HELO"):
+                w(b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif cmd == b"MAIL":
+                mail_from = line.split(b":", 1)[1].strip().strip(b"<>").decode(errors="replace")
+                w(b"250 2.1.0 ok\r\n")
+            elif cmd == b"RCPT":
+                w(b"250 2.1.5 ok\r\n")
+            elif cmd == b"DATA":
+                w(b"354 go\r\n")
+                data = bytearray()
+                while True:
+                    chunk = self.rfile.readline(1 << 20)
+                    if not chunk or chunk == b".\r\n":
+                        break
+                    data += chunk
+                m = SUBJECT.search(bytes(data))
+                if m:
+                    with self.server.lock:
+                        self.server.got.append((mail_from, int(m.group(1))))
+                w(b"250 2.0.0 ok\r\n")
+            elif cmd == b"RSET" or cmd == b"NOOP":
+                w(b"250 2.0.0 ok\r\n")
+            elif cmd == b"QUIT":
+                w(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                w(b"502 5.5.2 no\r\n")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, deadline=30.0):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--settle", type=float, default=60.0)
+    ap.add_argument("--db-url", default=None, help="a PostgreSQL URL (default: SQLite)")
+    ap.add_argument("--strict", action="store_true", help="fail when resends exceed one per kill")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="postern-crash.")
+    sink = Sink()
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    smtp_port, http_port = free_port(), free_port()
+    db = f'[database]\nurl = "{args.db_url}"\n' if args.db_url else ""
+    config = os.path.join(work, "postern.toml")
+    with open(config, "w") as f:
+        f.write(
+            f'data_dir = "{work}/data"\n{db}'
+            f'[smtp]\nlisten = "127.0.0.1:{smtp_port}"\n'
+            f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+            f'[mail]\nalias_domains = ["alias.test"]\nhostname = "mx.alias.test"\n'
+            f'[outbound]\nrelay = "smtp://127.0.0.1:{sink.server_address[1]}?tls=none"\n'
+            f"[queue]\nretry_initial = 1\npoll_interval = 1\n"
+        )
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "warn")
+    cli = lambda *a: subprocess.run([args.bin, *a, "--config", config], env=env, check=True,
+                                    capture_output=True, timeout=60)
+    cli("user", "add", "me@real.test")
+    cli("alias", "add", "me@real.test", "--address", "shop@alias.test")
+
+    log = open(os.path.join(work, "service.log"), "ab")
+    proc = None
+
+    def start():
+        nonlocal proc
+        proc = subprocess.Popen([args.bin, "serve", "--config", config], env=env,
+                                stdout=log, stderr=log)
+        if not wait_port(smtp_port):
+            sys.exit("the service did not start: see " + log.name)
+
+    acked = set()
+    unanswered = collections.deque()
+    sent_total = [0]
+    next_n = [0]
+    state = threading.Lock()
+    stop_load = threading.Event()
+
+    def client():
+        while not stop_load.is_set():
+            with state:
+                if unanswered:
+                    n = unanswered.popleft()
+                else:
+                    n = next_n[0]
+                    next_n[0] += 1
+            msg = (f"From: bob@ext.test\r\nTo: shop@alias.test\r\nSubject: crash-{n}\r\n"
+                   f"Message-ID: <crash-{n}@ext.test>\r\n\r\n" + "x" * 2000 + "\r\n")
+            try:
+                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as s:
+                    s.sendmail("bob@ext.test", ["shop@alias.test"], msg)
+                with state:
+                    acked.add(n)
+                    sent_total[0] += 1
+            except (OSError, smtplib.SMTPException):
+                with state:
+                    unanswered.append(n)
+                time.sleep(0.05)
+
+    start()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for _ in range(args.kills):
+        time.sleep(random.uniform(0.3, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        start()
+    time.sleep(1.0)
+    stop_load.set()
+    for t in threads:
+        t.join(timeout=15)
+    last_restart = time.time()
+
+    deadline = last_restart + args.settle
+    while time.time() < deadline:
+        with sink.lock:
+            delivered = {n for _, n in sink.got}
+        if acked <= delivered:
+            break
+        time.sleep(0.2)
+    settled_after = time.time() - last_restart
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+    with sink.lock:
+        got = list(sink.got)
+    delivered = {n for _, n in got}
+    missing = sorted(acked - delivered)
+    per_verp = collections.Counter(got)
+    ours = sum(c - 1 for c in per_verp.values() if c > 1)
+    per_n = collections.Counter(n for _, n in got)
+    copies = sum(c - 1 for c in per_n.values() if c > 1)
+    theirs = copies - ours
+    print(f"kills={args.kills} acknowledged={len(acked)} delivered={len(delivered)} "
+          f"missing={len(missing)} our_resends={ours} client_resends={theirs} "
+          f"all_in_after_s={settled_after:.1f}")
+    print(f"own resends per kill: {ours / max(args.kills, 1):.1f} (target at most 1: "
+          f"{'met' if ours <= args.kills else 'not met'})")
+    ok = not missing and (ours <= args.kills or not args.strict)
+    if missing:
+        print("missing:", missing[:20])
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("kept for inspection:", work)
+    print("crash-test: " + ("1 passed, 0 failed" if ok else "0 passed, 1 failed"))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

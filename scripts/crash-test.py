@@ -41,6 +41,9 @@ class Sink(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        pass  # connections cut by a killed service are expected here
+
     def __init__(self):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.lock = threading.Lock()

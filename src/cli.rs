@@ -75,8 +75,15 @@ pub enum AliasCommand {
         #[arg(long = "mailbox")]
         mailboxes: Vec<String>,
     },
-    /// List a user's aliases.
-    List { user_email: String },
+    /// List a user's aliases, or with --reserved every alias that holds a reserved role
+    /// address (taken before the name was reserved).
+    List {
+        #[arg(required_unless_present = "reserved")]
+        user_email: Option<String>,
+        /// Aliases on reserved local parts (postmaster, abuse, admin, …) and their owners.
+        #[arg(long, conflicts_with = "user_email")]
+        reserved: bool,
+    },
     /// Stop forwarding an alias (mail is accepted and recorded as blocked).
     Disable { alias: String },
     /// Resume forwarding an alias.
@@ -149,7 +156,27 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
                 accounts::create_alias(&db, settings, &user, address, &mailboxes, None).await?;
             format!("{}\n", alias.email)
         }
-        Command::Alias(AliasCommand::List { user_email }) => {
+        Command::Alias(AliasCommand::List { reserved: true, .. }) => {
+            let mut out = String::new();
+            for alias in accounts::reserved_aliases(&db, settings).await? {
+                let owner = accounts::find_user_by_id(&db, alias.user_id)
+                    .await?
+                    .map(|u| u.email)
+                    .unwrap_or_default();
+                let note = if matches!(alias.email.split('@').next(), Some("postmaster" | "abuse"))
+                {
+                    "goes to mail.postmaster"
+                } else {
+                    "still forwards"
+                };
+                out.push_str(&format!("{}\t{owner}\t{note}\n", alias.email));
+            }
+            out
+        }
+        Command::Alias(AliasCommand::List { user_email, .. }) => {
+            let user_email = user_email
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("give a user's email, or --reserved"))?;
             let user = accounts::require_user(&db, user_email).await?;
             let mut out = String::new();
             for alias in accounts::list_aliases(&db, user.id).await? {

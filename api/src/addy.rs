@@ -92,7 +92,7 @@ async fn object_of(state: &AppState, alias: &alias::Model) -> Result<Value, ApiE
 }
 
 async fn one(state: &AppState, user_id: i64, id: &str) -> Result<alias::Model, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let id = crate::bounds::path_id(id)?;
     accounts::user_alias(state.ctx.db(), user_id, id)
         .await?
         .ok_or_else(ApiError::not_found)
@@ -180,16 +180,13 @@ pub(crate) async fn list(
     ApiUser(user): ApiUser,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let number = params
-        .get("page[number]")
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let size = params
-        .get("page[size]")
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
+    let number = crate::bounds::query_number(
+        &params,
+        "page[number]",
+        1..=crate::bounds::MAX_PAGE,
+        Some(1),
+    )?;
+    let size = crate::bounds::query_number(&params, "page[size]", 1..=100, Some(20))?;
     let active = match params.get("filter[active]").map(String::as_str) {
         Some("true") => Some(true),
         Some("false") => Some(false),

@@ -1,32 +1,88 @@
-//! Request extractors: the API-key user.
+//! Request extractors: who is calling (an API key or a browser session) and from where.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use postern_domain::accounts;
-use postern_entity::user;
+use axum::http::{Method, StatusCode};
+use postern_domain::{accounts, auth};
+use postern_entity::{api_key, session, user};
 
 use crate::AppState;
 use crate::error::ApiError;
 
+/// What a request authenticated with.
+pub enum Credential {
+    Key(api_key::Model),
+    Session(session::Model),
+}
+
+/// The authenticated caller: the user and the key or session used.
+pub struct Caller {
+    pub user: user::Model,
+    pub credential: Credential,
+}
+
+impl Caller {
+    /// The sudo rule, in one place: the credential proved the password (or a TOTP code) within
+    /// the last few minutes ([`auth::sudo_fresh`]). `440 Need sudo` otherwise.
+    pub fn require_sudo(&self) -> Result<(), ApiError> {
+        let proven_at = match &self.credential {
+            Credential::Key(k) => k.sudo_at,
+            Credential::Session(s) => s.sudo_at,
+        };
+        if auth::sudo_fresh(proven_at) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::from_u16(440).unwrap_or(StatusCode::FORBIDDEN),
+                "Need sudo",
+            ))
+        }
+    }
+
+    pub fn key_id(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::Key(k) => Some(k.id),
+            Credential::Session(_) => None,
+        }
+    }
+
+    pub fn session_id(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::Session(s) => Some(s.id),
+            Credential::Key(_) => None,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (user, credential) = match presented_key(&parts.headers) {
+            Some(key) => match accounts::user_by_api_key(state.ctx.db(), &key).await? {
+                Some((user, row)) => (user, Credential::Key(row)),
+                None => return Err(ApiError::wrong_api_key()),
+            },
+            None => cookie_session(parts, state).await?,
+        };
+        if user.disabled {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "Disabled account"));
+        }
+        Ok(Caller { user, credential })
+    }
+}
+
 /// The user of the API key in `Authentication: <key>` (SimpleLogin's clients) or
-/// `Authorization: Bearer <key>` (addy.io's).
+/// `Authorization: Bearer <key>` (addy.io's), or of a browser session that opted in.
 pub struct ApiUser(pub user::Model);
 
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(key) = presented_key(&parts.headers) else {
-            return cookie_user(parts, state).await;
-        };
-        match accounts::user_by_api_key(state.ctx.db(), &key).await? {
-            Some(user) if user.disabled => Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "Disabled account",
-            )),
-            Some(user) => Ok(ApiUser(user)),
-            None => Err(ApiError::wrong_api_key()),
-        }
+        Ok(ApiUser(
+            Caller::from_request_parts(parts, state).await?.user,
+        ))
     }
 }
 
@@ -60,14 +116,16 @@ pub fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
 
 /// A browser session may call the API when the client asks for it with `X-Sl-Allowcookies`
 /// (as SimpleLogin's browser extension does); writes must carry the session's CSRF token.
-async fn cookie_user(parts: &Parts, state: &AppState) -> Result<ApiUser, ApiError> {
-    use axum::http::{Method, StatusCode};
+async fn cookie_session(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<(user::Model, Credential), ApiError> {
     let allowed = parts.headers.contains_key("x-sl-allowcookies");
     let Some(token) = session_token(&parts.headers).filter(|_| allowed) else {
         return Err(ApiError::wrong_api_key());
     };
     let db = state.ctx.db();
-    let Some(session) = postern_domain::auth::find_session(db, &token).await? else {
+    let Some(session) = auth::find_session(db, &token).await? else {
         return Err(ApiError::wrong_api_key());
     };
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -77,7 +135,7 @@ async fn cookie_user(parts: &Parts, state: &AppState) -> Result<ApiUser, ApiErro
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if !postern_domain::auth::csrf_matches(&session, presented) {
+        if !auth::csrf_matches(&session, presented) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "CSRF token missing or invalid",
@@ -85,8 +143,7 @@ async fn cookie_user(parts: &Parts, state: &AppState) -> Result<ApiUser, ApiErro
         }
     }
     match accounts::find_user_by_id(db, session.user_id).await? {
-        Some(user) if !user.disabled => Ok(ApiUser(user)),
-        Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "Disabled account")),
+        Some(user) => Ok((user, Credential::Session(session))),
         None => Err(ApiError::wrong_api_key()),
     }
 }

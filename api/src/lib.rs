@@ -1,6 +1,7 @@
 //! The HTTP side: the SimpleLogin-compatible REST API under `/api` and the health endpoint.
 
 pub(crate) mod addy;
+mod bounds;
 mod error;
 mod extract;
 mod limit;
@@ -83,8 +84,14 @@ pub fn router(state: AppState) -> Router {
         .layer(cors);
     Router::new()
         .route("/health", get(health))
-        .route("/auth/activate", get(simplelogin::activate_link))
-        .route("/mailbox/verify", get(simplelogin::verify_mailbox_link))
+        .route(
+            "/auth/activate",
+            get(simplelogin::activate_link).post(simplelogin::activate_confirm),
+        )
+        .route(
+            "/mailbox/verify",
+            get(simplelogin::verify_mailbox_link).post(simplelogin::verify_mailbox_confirm),
+        )
         .route("/auth/api_to_cookie", get(simplelogin::api_to_cookie))
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })

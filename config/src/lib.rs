@@ -27,7 +27,30 @@ pub struct Settings {
 pub struct AccountSettings {
     /// Whether anyone may sign up through the API (admins can always add users with the CLI).
     pub registration: bool,
+    /// Local parts no user may take on the server's alias domains (lowercase).
+    pub reserved_local_parts: Vec<String>,
+    /// How long an unverified mailbox, or an account never activated, is kept.
+    pub unverified_lifetime: Duration,
 }
+
+/// The default `accounts.reserved_local_parts`: role addresses (RFC 2142) and the names
+/// certificate authorities and mail providers write to.
+pub const RESERVED_LOCAL_PARTS: &[&str] = &[
+    "postmaster",
+    "abuse",
+    "hostmaster",
+    "webmaster",
+    "admin",
+    "administrator",
+    "root",
+    "noreply",
+    "no-reply",
+    "mailer-daemon",
+    "security",
+    "support",
+    "info",
+    "ssl-admin",
+];
 
 /// Request limits, per minute unless named otherwise. Over a limit: `429 Rate limit exceeded`.
 #[derive(Debug, Clone)]
@@ -75,6 +98,9 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// The address people reach the web UI and API at, for links in emails.
     pub public_url: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (CIDRs). Empty (the default):
+    /// the client is the socket peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +271,16 @@ impl Settings {
     }
 }
 
+/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
+fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
 /// `POSTERN_SMTP__LISTEN=…` sets `smtp.listen`; `POSTERN_DATA_DIR` sets `data_dir`.
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in env {
@@ -324,7 +360,21 @@ impl Reader<'_> {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             self.error("http.public_url", "must start with http:// or https://");
         }
-        let http = HttpSettings { listen, public_url };
+        let mut trusted_proxies = Vec::new();
+        for text in self.list("http.trusted_proxies") {
+            match parse_cidr(&text) {
+                Some(net) => trusted_proxies.push(net),
+                None => self.error(
+                    "http.trusted_proxies",
+                    &format!("`{text}` is not an address or CIDR such as 10.0.0.0/8 or ::1"),
+                ),
+            }
+        }
+        let http = HttpSettings {
+            listen,
+            public_url,
+            trusted_proxies,
+        };
         let alias_domains = self.list("mail.alias_domains");
         let alias_domains: Vec<String> = alias_domains
             .into_iter()
@@ -386,8 +436,20 @@ impl Reader<'_> {
             lifetime: Duration::from_secs(self.positive("queue.lifetime_days", 5) as u64 * 86_400),
             poll_interval: self.seconds("queue.poll_interval", 15),
         };
+        let reserved_local_parts = match self.lookup("accounts.reserved_local_parts") {
+            None => RESERVED_LOCAL_PARTS.iter().map(|s| s.to_string()).collect(),
+            Some(_) => self
+                .list("accounts.reserved_local_parts")
+                .into_iter()
+                .map(|s| s.trim().to_lowercase())
+                .collect(),
+        };
         let accounts = AccountSettings {
             registration: self.boolean("accounts.registration", true),
+            reserved_local_parts,
+            unverified_lifetime: Duration::from_secs(
+                self.positive("accounts.unverified_days", 7) as u64 * 86_400,
+            ),
         };
         let per = |r: &mut Self, key: &str, default: usize| {
             u32::try_from(r.positive(key, default)).unwrap_or(u32::MAX)

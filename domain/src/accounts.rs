@@ -32,7 +32,7 @@ pub async fn create_user(db: &impl ConnectionTrait, email: &EmailAddress) -> Res
             "a user with the email {email} already exists"
         )));
     }
-    if find_mailbox(db, email.as_str()).await?.is_some() {
+    if find_verified_mailbox(db, email.as_str()).await?.is_some() {
         return Err(DomainError::Conflict(format!(
             "{email} is already a mailbox of another user"
         )));
@@ -114,14 +114,25 @@ pub fn hash_api_key(key: &str) -> String {
     HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
 }
 
-pub async fn find_mailbox(
+/// The verified mailbox at `email` (there is at most one; unverified claims may be several).
+pub async fn find_verified_mailbox(
     db: &impl ConnectionTrait,
     email: &str,
 ) -> Result<Option<mailbox::Model>> {
     Ok(mailbox::Entity::find()
         .filter(mailbox::Column::Email.eq(email.to_lowercase()))
+        .filter(mailbox::Column::Verified.eq(true))
         .one(db)
         .await?)
+}
+
+/// Whether any mailbox, verified or not, is at `email`.
+async fn any_mailbox_at(db: &impl ConnectionTrait, email: &str) -> Result<bool> {
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::Email.eq(email.to_lowercase()))
+        .count(db)
+        .await?
+        > 0)
 }
 
 async fn insert_mailbox(
@@ -148,37 +159,108 @@ pub async fn add_mailbox(
     user: &user::Model,
     email: &EmailAddress,
 ) -> Result<mailbox::Model> {
-    add_mailbox_with(db, settings, user, email, true).await
+    check_mailbox_address(settings, email)?;
+    if find_verified_mailbox(db, email.as_str()).await?.is_some()
+        || user_has_mailbox(db, user.id, email).await?
+    {
+        return Err(DomainError::Conflict(format!(
+            "the mailbox {email} already exists"
+        )));
+    }
+    insert_mailbox(db, user.id, email, true).await
+}
+
+/// An unverified mailbox: the row, and whether the address is already another account's
+/// verified mailbox (then the verification can never succeed; the caller says so by email
+/// to the address, and answers the client exactly as for a free address).
+pub struct PendingMailbox {
+    pub mailbox: mailbox::Model,
+    pub taken: bool,
 }
 
 /// Adds a mailbox that must be verified (by a link sent to it) before it receives anything.
+/// Only the user's own duplicate is refused: whether someone else uses the address is not
+/// revealed. Unverified mailboxes expire ([`purge_unverified`]).
 pub async fn add_unverified_mailbox(
     db: &impl ConnectionTrait,
     settings: &Settings,
     user: &user::Model,
     email: &EmailAddress,
-) -> Result<mailbox::Model> {
-    add_mailbox_with(db, settings, user, email, false).await
+) -> Result<PendingMailbox> {
+    check_mailbox_address(settings, email)?;
+    if user_has_mailbox(db, user.id, email).await? {
+        return Err(DomainError::Conflict(format!(
+            "the mailbox {email} already exists"
+        )));
+    }
+    let taken = find_verified_mailbox(db, email.as_str()).await?.is_some();
+    let mailbox = insert_mailbox(db, user.id, email, false).await?;
+    Ok(PendingMailbox { mailbox, taken })
 }
 
-async fn add_mailbox_with(
-    db: &impl ConnectionTrait,
-    settings: &Settings,
-    user: &user::Model,
-    email: &EmailAddress,
-    verified: bool,
-) -> Result<mailbox::Model> {
+fn check_mailbox_address(settings: &Settings, email: &EmailAddress) -> Result<()> {
     if is_our_domain(settings, email.domain()) {
         return Err(DomainError::Invalid(format!(
             "{email} is on one of this server's own domains; a mailbox must be a real address elsewhere"
         )));
     }
-    if find_mailbox(db, email.as_str()).await?.is_some() {
-        return Err(DomainError::Conflict(format!(
-            "the mailbox {email} already exists"
-        )));
+    Ok(())
+}
+
+async fn user_has_mailbox(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    email: &EmailAddress,
+) -> Result<bool> {
+    Ok(mailbox::Entity::find()
+        .filter(mailbox::Column::UserId.eq(user_id))
+        .filter(mailbox::Column::Email.eq(email.as_str()))
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// Deletes unverified mailboxes and never-activated accounts older than `lifetime`, so an
+/// address claimed by someone who cannot read its mail is free again. Returns
+/// `(mailboxes, accounts)` removed.
+pub async fn purge_unverified(
+    db: &impl ConnectionTrait,
+    lifetime: std::time::Duration,
+) -> Result<(u64, u64)> {
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::days(7));
+    let stale_users = user::Entity::find()
+        .filter(user::Column::Activated.eq(false))
+        .filter(user::Column::CreatedAt.lt(cutoff))
+        .all(db)
+        .await?;
+    let accounts = stale_users.len() as u64;
+    for u in stale_users {
+        crate::auth::delete_account(db, u.id).await?;
     }
-    insert_mailbox(db, user.id, email, verified).await
+    let stale = mailbox::Entity::find()
+        .filter(mailbox::Column::Verified.eq(false))
+        .filter(mailbox::Column::CreatedAt.lt(cutoff))
+        .all(db)
+        .await?;
+    let mut mailboxes = 0;
+    for m in stale {
+        let is_default = user::Entity::find()
+            .filter(user::Column::DefaultMailboxId.eq(m.id))
+            .count(db)
+            .await?
+            > 0;
+        if is_default {
+            continue;
+        }
+        alias_mailbox::Entity::delete_many()
+            .filter(alias_mailbox::Column::MailboxId.eq(m.id))
+            .exec(db)
+            .await?;
+        mailbox::Entity::delete_by_id(m.id).exec(db).await?;
+        mailboxes += 1;
+    }
+    Ok((mailboxes, accounts))
 }
 
 /// One of the user's mailboxes by id; another user's is `None`, like a missing one.
@@ -193,10 +275,19 @@ pub async fn user_mailbox(
         .await?)
 }
 
+/// Marks a mailbox verified; a `Conflict` when another account verified the address first.
 pub async fn verify_mailbox(
     db: &impl ConnectionTrait,
     m: mailbox::Model,
 ) -> Result<mailbox::Model> {
+    if let Some(other) = find_verified_mailbox(db, &m.email).await?
+        && other.id != m.id
+    {
+        return Err(DomainError::Conflict(format!(
+            "{} is already the mailbox of an account",
+            m.email
+        )));
+    }
     let mut active: mailbox::ActiveModel = m.into();
     active.verified = Set(true);
     Ok(active.update(db).await?)
@@ -299,6 +390,43 @@ pub async fn user_mailboxes(
     Ok(mailbox::Entity::find()
         .filter(mailbox::Column::UserId.eq(user_id))
         .order_by_asc(mailbox::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// A role address no user may take: a reserved local part on an alias domain, or the
+/// configured postmaster address itself.
+pub fn is_reserved(settings: &Settings, address: &EmailAddress) -> bool {
+    let on_alias_domain = settings
+        .mail
+        .alias_domains
+        .iter()
+        .any(|d| d == address.domain());
+    (on_alias_domain
+        && settings
+            .accounts
+            .reserved_local_parts
+            .iter()
+            .any(|r| r == address.local()))
+        || settings.mail.postmaster.as_deref() == Some(address.as_str())
+}
+
+/// Aliases that hold a reserved address (created before the name was reserved). They keep
+/// working, except `postmaster@` and `abuse@`, which always go to `mail.postmaster`.
+pub async fn reserved_aliases(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+) -> Result<Vec<alias::Model>> {
+    let mut candidates = Vec::new();
+    for domain in &settings.mail.alias_domains {
+        for local in &settings.accounts.reserved_local_parts {
+            candidates.push(format!("{local}@{domain}"));
+        }
+    }
+    candidates.extend(settings.mail.postmaster.clone());
+    Ok(alias::Entity::find()
+        .filter(alias::Column::Email.is_in(candidates))
+        .order_by_asc(alias::Column::Id)
         .all(db)
         .await?)
 }
@@ -428,6 +556,14 @@ async fn check_new_alias_address(
             "{address} is reserved: Postern sends its notices from it"
         )));
     }
+    if is_reserved(settings, address) {
+        return Err(DomainError::Invalid(format!(
+            "{address} is reserved for the server's own mail (postmaster, abuse and other role addresses)"
+        )));
+    }
+    if let Err(problem) = crate::address::check_local_part(address.local()) {
+        return Err(DomainError::Invalid(format!("{address} {problem}")));
+    }
     if Verp::looks_like(address.local()) {
         return Err(DomainError::Invalid(format!(
             "{address} is reserved for bounce handling"
@@ -458,7 +594,7 @@ async fn address_is_free(db: &impl ConnectionTrait, email: &str) -> Result<bool>
             .count(db)
             .await?
             == 0
-        && find_mailbox(db, email).await?.is_none())
+        && !any_mailbox_at(db, email).await?)
 }
 
 async fn random_alias(
@@ -558,8 +694,20 @@ fn uuid_v4(rng: &mut impl RngCore) -> String {
     )
 }
 
-/// The user an API key belongs to; records its use.
-pub async fn user_by_api_key(db: &impl ConnectionTrait, key: &str) -> Result<Option<user::Model>> {
+/// Uses of each key counted in memory since its row was last written.
+static KEY_USES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<i64, i64>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How often a key's `last_used` and `use_count` are written: a read-only request must not
+/// cost a write each time.
+const KEY_USE_WRITE_SECS: i64 = 60;
+
+/// The user an API key belongs to, with the key row. Its use is counted in memory and
+/// written at most once a minute per key (with every use counted since).
+pub async fn user_by_api_key(
+    db: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Option<(user::Model, api_key::Model)>> {
     use sea_orm::sea_query::{Expr, ExprTrait};
     let hash = hash_api_key(key.trim());
     let Some(row) = api_key::Entity::find()
@@ -569,19 +717,36 @@ pub async fn user_by_api_key(db: &impl ConnectionTrait, key: &str) -> Result<Opt
     else {
         return Ok(None);
     };
-    api_key::Entity::update_many()
-        .col_expr(
-            api_key::Column::UseCount,
-            Expr::col(api_key::Column::UseCount).add(1),
-        )
-        .col_expr(
-            api_key::Column::LastUsed,
-            Expr::value(Some(chrono::Utc::now())),
-        )
-        .filter(api_key::Column::Id.eq(row.id))
-        .exec(db)
-        .await?;
-    Ok(user::Entity::find_by_id(row.user_id).one(db).await?)
+    let now = chrono::Utc::now();
+    let due = row
+        .last_used
+        .is_none_or(|at| (now - at).num_seconds() >= KEY_USE_WRITE_SECS);
+    let uses = {
+        let mut counts = KEY_USES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if due {
+            counts.remove(&row.id).unwrap_or(0) + 1
+        } else {
+            *counts.entry(row.id).or_insert(0) += 1;
+            0
+        }
+    };
+    if uses > 0 {
+        api_key::Entity::update_many()
+            .col_expr(
+                api_key::Column::UseCount,
+                Expr::col(api_key::Column::UseCount).add(uses),
+            )
+            .col_expr(api_key::Column::LastUsed, Expr::value(Some(now)))
+            .filter(api_key::Column::Id.eq(row.id))
+            .exec(db)
+            .await?;
+    }
+    Ok(user::Entity::find_by_id(row.user_id)
+        .one(db)
+        .await?
+        .map(|u| (u, row)))
 }
 
 /// One of the user's aliases by id; another user's alias is `None`, like a missing one.

@@ -187,14 +187,14 @@ pub async fn redeem_code(
     Ok(CodeCheck::Wrong)
 }
 
-/// Creates a not-yet-activated user with an unverified default mailbox.
+/// Creates a not-yet-activated user with an unverified default mailbox. The password is
+/// hashed by the caller, outside the transaction ([`crate::Context::hash_password`]).
 pub async fn register(
     db: &impl ConnectionTrait,
     settings: &Settings,
     email: &EmailAddress,
-    password: &str,
+    password_hash: String,
 ) -> Result<user::Model> {
-    check_password_rules(password)?;
     if accounts::is_our_domain(settings, email.domain()) {
         return Err(DomainError::Invalid(format!(
             "cannot use {email} as personal inbox"
@@ -202,7 +202,7 @@ pub async fn register(
     }
     let created = accounts::create_user(db, email).await?;
     let mut active: user::ActiveModel = created.user.into();
-    active.password_hash = Set(Some(hash_password(password)?));
+    active.password_hash = Set(Some(password_hash));
     active.activated = Set(false);
     let user = active.update(db).await?;
     let mut mb: mailbox::ActiveModel = created.mailbox.into();
@@ -234,15 +234,31 @@ pub async fn activate(db: &impl ConnectionTrait, user_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Stores a new password hash and ends every way in that the old password opened: every
+/// session but `keep_session` and every API key but `keep_key` (the caller's own).
 pub async fn set_password(
     db: &impl ConnectionTrait,
     u: user::Model,
-    password: &str,
+    password_hash: String,
+    keep_session: Option<i64>,
+    keep_key: Option<i64>,
 ) -> Result<user::Model> {
-    check_password_rules(password)?;
+    use postern_entity::session;
+    let user_id = u.id;
     let mut active: user::ActiveModel = u.into();
-    active.password_hash = Set(Some(hash_password(password)?));
-    Ok(active.update(db).await?)
+    active.password_hash = Set(Some(password_hash));
+    let user = active.update(db).await?;
+    let mut sessions = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+    if let Some(id) = keep_session {
+        sessions = sessions.filter(session::Column::Id.ne(id));
+    }
+    sessions.exec(db).await?;
+    let mut keys = api_key::Entity::delete_many().filter(api_key::Column::UserId.eq(user_id));
+    if let Some(id) = keep_key {
+        keys = keys.filter(api_key::Column::Id.ne(id));
+    }
+    keys.exec(db).await?;
+    Ok(user)
 }
 
 /// A fresh API key for a device, replacing that device's earlier key (keys are stored hashed,
@@ -320,41 +336,91 @@ pub fn totp_at(secret: &str, step: i64) -> Option<String> {
     Some(format!("{:06}", bin % 1_000_000))
 }
 
-/// Accepts a code within two steps of now, once: the step is remembered.
+/// The time step (30 s) within one step of `now` whose code is `code`, if any.
+pub fn totp_step(secret: &str, code: &str, now: i64) -> Option<i64> {
+    let current = now.div_euclid(30);
+    let code = code.trim();
+    (current - 1..=current + 1).find(|&step| {
+        totp_at(secret, step).is_some_and(|expected| {
+            expected.len() == code.len() && bool::from(expected.as_bytes().ct_eq(code.as_bytes()))
+        })
+    })
+}
+
+/// Accepts a code of the user's TOTP secret within one step of now, once. Remembering the
+/// step is one conditional UPDATE, so two requests racing with the same code cannot both pass.
 pub async fn check_totp(
     db: &impl ConnectionTrait,
     u: &user::Model,
     code: &str,
     now: i64,
 ) -> Result<bool> {
+    use sea_orm::Condition;
+    use sea_orm::sea_query::Expr;
     let Some(secret) = u.totp_secret.as_deref() else {
         return Ok(false);
     };
-    let current = now.div_euclid(30);
-    for step in current - 2..=current + 2 {
-        if u.totp_last_step.is_some_and(|last| step <= last) {
-            continue;
-        }
-        let Some(expected) = totp_at(secret, step) else {
-            return Ok(false);
-        };
-        if bool::from(expected.as_bytes().ct_eq(code.trim().as_bytes())) {
-            let mut active: user::ActiveModel = u.clone().into();
-            active.totp_last_step = Set(Some(step));
-            active.update(db).await?;
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let Some(step) = totp_step(secret, code, now) else {
+        return Ok(false);
+    };
+    let claimed = user::Entity::update_many()
+        .col_expr(user::Column::TotpLastStep, Expr::value(step))
+        .filter(user::Column::Id.eq(u.id))
+        .filter(user::Column::TotpSecret.eq(secret))
+        .filter(
+            Condition::any()
+                .add(user::Column::TotpLastStep.is_null())
+                .add(user::Column::TotpLastStep.lt(step)),
+        )
+        .exec(db)
+        .await?;
+    Ok(claimed.rows_affected == 1)
 }
 
-pub async fn set_totp(
-    db: &impl ConnectionTrait,
-    u: user::Model,
-    secret: Option<String>,
-) -> Result<user::Model> {
+/// Starts MFA setup: a new server-generated secret waits for a code from the app. Returns it
+/// for the QR code; nothing else changes until [`confirm_totp`].
+pub async fn begin_totp(db: &impl ConnectionTrait, u: user::Model) -> Result<String> {
+    let secret = new_totp_secret();
     let mut active: user::ActiveModel = u.into();
-    active.totp_secret = Set(secret);
+    active.totp_pending = Set(Some(secret.clone()));
+    active.update(db).await?;
+    Ok(secret)
+}
+
+/// Turns MFA on with the pending secret when `code` is one of its codes; `false` (and no
+/// change at all) otherwise.
+pub async fn confirm_totp(
+    db: &impl ConnectionTrait,
+    u: &user::Model,
+    code: &str,
+    now: i64,
+) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let Some(pending) = u.totp_pending.as_deref() else {
+        return Ok(false);
+    };
+    let Some(step) = totp_step(pending, code, now) else {
+        return Ok(false);
+    };
+    let done = user::Entity::update_many()
+        .col_expr(user::Column::TotpSecret, Expr::value(pending))
+        .col_expr(
+            user::Column::TotpPending,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(user::Column::TotpLastStep, Expr::value(step))
+        .filter(user::Column::Id.eq(u.id))
+        .filter(user::Column::TotpPending.eq(pending))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Turns MFA off.
+pub async fn disable_totp(db: &impl ConnectionTrait, u: user::Model) -> Result<user::Model> {
+    let mut active: user::ActiveModel = u.into();
+    active.totp_secret = Set(None);
+    active.totp_pending = Set(None);
     active.totp_last_step = Set(None);
     Ok(active.update(db).await?)
 }
@@ -367,9 +433,29 @@ pub async fn grant_sudo(db: &impl ConnectionTrait, key: api_key::Model) -> Resul
     Ok(())
 }
 
-pub fn has_sudo(key: &api_key::Model) -> bool {
-    key.sudo_at
-        .is_some_and(|at| (chrono::Utc::now() - at).num_seconds() <= SUDO_SECS)
+/// The one sudo rule: the password, or a TOTP code, was proven at `proven_at`, within the
+/// last [`SUDO_SECS`]. A key gets it from `PATCH /api/sudo`; a session from a login with the
+/// password (or its MFA step) or from `PATCH /api/sudo`, never from exchanging a token.
+pub fn sudo_fresh(proven_at: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    proven_at.is_some_and(|at| {
+        let age = (chrono::Utc::now() - at).num_seconds();
+        (0..=SUDO_SECS).contains(&age)
+    })
+}
+
+/// Marks a browser session as recently confirmed with the password.
+pub async fn grant_session_sudo(db: &impl ConnectionTrait, session_id: i64) -> Result<()> {
+    use postern_entity::session;
+    use sea_orm::sea_query::Expr;
+    session::Entity::update_many()
+        .col_expr(
+            session::Column::SudoAt,
+            Expr::value(Some(chrono::Utc::now())),
+        )
+        .filter(session::Column::Id.eq(session_id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Deletes the account and everything it owns; its alias addresses are never reused.
@@ -440,8 +526,21 @@ pub async fn revoke_api_key(db: &impl ConnectionTrait, user_id: i64, key_id: i64
 /// How long a browser session lasts.
 pub const SESSION_DAYS: i64 = 30;
 
+/// How a browser session was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOrigin {
+    /// By proving the password (and TOTP code) just now: starts with sudo.
+    Login,
+    /// By exchanging a token: an ordinary session.
+    Exchange,
+}
+
 /// A new browser session: `(cookie token, CSRF token)`.
-pub async fn create_session(db: &impl ConnectionTrait, user_id: i64) -> Result<(String, String)> {
+pub async fn create_session(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    origin: SessionOrigin,
+) -> Result<(String, String)> {
     use postern_entity::session;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -455,6 +554,7 @@ pub async fn create_session(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         csrf_token: Set(csrf.clone()),
         expires_at: Set(now + chrono::Duration::days(SESSION_DAYS)),
         created_at: Set(now),
+        sudo_at: Set((origin == SessionOrigin::Login).then_some(now)),
         ..Default::default()
     }
     .insert(db)
@@ -486,6 +586,73 @@ pub async fn end_session(db: &impl ConnectionTrait, id: i64) -> Result<()> {
 pub fn csrf_matches(session: &postern_entity::session::Model, presented: &str) -> bool {
     presented.len() == session.csrf_token.len()
         && bool::from(presented.as_bytes().ct_eq(session.csrf_token.as_bytes()))
+}
+
+/// What sign-in attempts are counted against: [`record_attempt`], [`recent_attempts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptScope {
+    /// A wrong password at login or sudo.
+    Login,
+    /// A wrong TOTP code.
+    Mfa,
+    /// A password-reset request.
+    Reset,
+}
+
+impl AttemptScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Mfa => "mfa",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// Counts one attempt on `subject` (`user:<id>` or `ip:<address>`), in the database so every
+/// API instance sees it.
+pub async fn record_attempt(
+    db: &impl ConnectionTrait,
+    scope: AttemptScope,
+    subject: &str,
+) -> Result<()> {
+    use postern_entity::auth_attempt;
+    auth_attempt::ActiveModel {
+        scope: Set(scope.as_str().to_string()),
+        subject: Set(subject.to_string()),
+        at: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Attempts on `subject` within the last `window`.
+pub async fn recent_attempts(
+    db: &impl ConnectionTrait,
+    scope: AttemptScope,
+    subject: &str,
+    window: chrono::Duration,
+) -> Result<u64> {
+    use postern_entity::auth_attempt;
+    use sea_orm::PaginatorTrait;
+    Ok(auth_attempt::Entity::find()
+        .filter(auth_attempt::Column::Scope.eq(scope.as_str()))
+        .filter(auth_attempt::Column::Subject.eq(subject))
+        .filter(auth_attempt::Column::At.gt(chrono::Utc::now() - window))
+        .count(db)
+        .await?)
+}
+
+/// Forgets attempts older than `age`; returns how many.
+pub async fn purge_attempts(db: &impl ConnectionTrait, age: chrono::Duration) -> Result<u64> {
+    use postern_entity::auth_attempt;
+    Ok(auth_attempt::Entity::delete_many()
+        .filter(auth_attempt::Column::At.lt(chrono::Utc::now() - age))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 #[cfg(test)]

@@ -21,6 +21,16 @@ use crate::{DomainError, Result};
 /// Deliveries attempted at once by one process.
 const CONCURRENT_DELIVERIES: usize = 64;
 
+/// Password hashes computed at once: half the cores (at least one). Each costs tens of
+/// milliseconds of CPU; capping them leaves the other cores to the mail path's rendering and
+/// signing, which share the blocking pool, so a flood of logins cannot stall mail.
+fn password_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// An alias with what forwarding to it needs.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -54,6 +64,7 @@ struct Inner {
     instance: String,
     wake: Notify,
     deliveries: Arc<Semaphore>,
+    password_slots: Semaphore,
     stopping: watch::Sender<bool>,
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
@@ -96,6 +107,7 @@ impl Context {
                 instance,
                 wake: Notify::new(),
                 deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
+                password_slots: Semaphore::new(password_slots()),
                 stopping: watch::channel(false).0,
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
@@ -103,6 +115,35 @@ impl Context {
                 notice_log: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Hashes a password with argon2id on the blocking pool (see [`password_slots`]).
+    pub async fn hash_password(&self, password: &str) -> Result<String> {
+        let password = password.to_string();
+        self.password_work(move || crate::auth::hash_password(&password))
+            .await?
+    }
+
+    /// Checks a password against its hash on the blocking pool; a missing hash costs the same.
+    pub async fn verify_password(&self, hash: Option<&str>, password: &str) -> Result<bool> {
+        let (hash, password) = (hash.map(str::to_string), password.to_string());
+        self.password_work(move || crate::auth::verify_password(hash.as_deref(), &password))
+            .await
+    }
+
+    async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let _slot = self
+            .inner
+            .password_slots
+            .acquire()
+            .await
+            .map_err(|_| DomainError::Unavailable("shutting down".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| DomainError::Unavailable(format!("password hashing: {e}")))
     }
 
     pub fn db(&self) -> &DatabaseConnection {

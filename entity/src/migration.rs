@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_sessions::Migration),
             Box::new(m20261122_000006_user_settings::Migration),
             Box::new(m20261202_000007_pipeline::Migration),
+            Box::new(m20261202_000008_account_hardening::Migration),
         ]
     }
 }
@@ -628,6 +629,135 @@ mod m20261202_000007_pipeline {
             m.rename_table(
                 Table::rename()
                     .table("messages", "outbound_messages")
+                    .to_owned(),
+            )
+            .await
+        }
+    }
+}
+
+/// Accounts hardening: sudo is a property of a session proven with a password, a TOTP secret
+/// is pending until a code confirms it, a mailbox address is unique among verified mailboxes
+/// only (so an unverified claim blocks nobody), and failed sign-in attempts are counted in
+/// the database so limits hold across API instances.
+mod m20261202_000008_account_hardening {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+    use sea_orm_migration::sea_orm::DatabaseBackend;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000008_account_hardening"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("sessions")
+                    .add_column(timestamp_with_time_zone_null("sudo_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .add_column(string_null("totp_pending"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("auth_attempts")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(string("scope"))
+                    .col(string("subject"))
+                    .col(timestamp_with_time_zone("at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_auth_attempts_subject")
+                    .table("auth_attempts")
+                    .col("scope")
+                    .col("subject")
+                    .col("at")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+            let db = m.get_connection();
+            match m.get_database_backend() {
+                DatabaseBackend::Sqlite => {
+                    // A column-level UNIQUE cannot be dropped in SQLite: rebuild the table
+                    // (no foreign keys point at it). One batch, so it runs on one connection
+                    // of the pool and as one transaction.
+                    db.execute_unprepared(
+                        "BEGIN IMMEDIATE; \
+                         CREATE TABLE mailboxes_new ( \
+                           id integer NOT NULL PRIMARY KEY AUTOINCREMENT, \
+                           user_id integer NOT NULL, \
+                           email varchar NOT NULL, \
+                           verified boolean NOT NULL, \
+                           created_at timestamp_with_timezone_text NOT NULL); \
+                         INSERT INTO mailboxes_new (id, user_id, email, verified, created_at) \
+                           SELECT id, user_id, email, verified, created_at FROM mailboxes; \
+                         DROP TABLE mailboxes; \
+                         ALTER TABLE mailboxes_new RENAME TO mailboxes; \
+                         CREATE INDEX idx_mailboxes_user ON mailboxes (user_id); \
+                         CREATE INDEX idx_mailboxes_email ON mailboxes (email); \
+                         CREATE UNIQUE INDEX idx_mailboxes_verified_email \
+                           ON mailboxes (email) WHERE verified; \
+                         COMMIT;",
+                    )
+                    .await?;
+                }
+                _ => {
+                    db.execute_unprepared(
+                        "ALTER TABLE mailboxes DROP CONSTRAINT IF EXISTS mailboxes_email_key; \
+                         CREATE INDEX IF NOT EXISTS idx_mailboxes_email ON mailboxes (email); \
+                         CREATE UNIQUE INDEX IF NOT EXISTS idx_mailboxes_verified_email \
+                           ON mailboxes (email) WHERE verified",
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            let db = m.get_connection();
+            db.execute_unprepared("DROP INDEX IF EXISTS idx_mailboxes_verified_email")
+                .await?;
+            db.execute_unprepared("DROP INDEX IF EXISTS idx_mailboxes_email")
+                .await?;
+            // Unverified duplicates cannot survive the old global uniqueness.
+            db.execute_unprepared(
+                "DELETE FROM mailboxes WHERE verified = false AND email IN \
+                 (SELECT email FROM mailboxes GROUP BY email HAVING COUNT(*) > 1)",
+            )
+            .await?;
+            db.execute_unprepared("CREATE UNIQUE INDEX mailboxes_email_key ON mailboxes (email)")
+                .await?;
+            m.drop_table(Table::drop().table("auth_attempts").if_exists().to_owned())
+                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .drop_column("totp_pending")
+                    .to_owned(),
+            )
+            .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("sessions")
+                    .drop_column("sudo_at")
                     .to_owned(),
             )
             .await

@@ -139,6 +139,44 @@ impl TestServer {
         .expect("mailbox add");
     }
 
+    /// Gives the user `password` (the CLI creates users without one); keys stay valid.
+    pub async fn set_password(&self, email: &str, password: &str) {
+        let db = self.running().ctx.db();
+        let user = postern_domain::accounts::require_user(db, email)
+            .await
+            .expect("user");
+        let hash = postern_domain::auth::hash_password(password).expect("hash");
+        let mut active: postern_entity::user::ActiveModel = user.into();
+        active.password_hash = sea_orm::Set(Some(hash));
+        sea_orm::ActiveModelTrait::update(active, db)
+            .await
+            .expect("password");
+    }
+
+    /// Turns TOTP on for the user as the API's setup and enable steps would; returns the
+    /// secret.
+    pub async fn enable_totp(&self, email: &str) -> String {
+        let db = self.running().ctx.db();
+        let user = postern_domain::accounts::require_user(db, email)
+            .await
+            .expect("user");
+        let secret = postern_domain::auth::begin_totp(db, user)
+            .await
+            .expect("setup");
+        let user = postern_domain::accounts::require_user(db, email)
+            .await
+            .expect("user");
+        // A step in the past, so the current code is still fresh for the test.
+        let then = chrono::Utc::now().timestamp() - 30;
+        let code = postern_domain::auth::totp_at(&secret, then.div_euclid(30)).expect("code");
+        assert!(
+            postern_domain::auth::confirm_totp(db, &user, &code, then)
+                .await
+                .expect("enable")
+        );
+        secret
+    }
+
     /// `postern alias add`: returns the alias address.
     pub async fn add_alias(&self, user: &str, address: Option<&str>, mailboxes: &[&str]) -> String {
         let out = self

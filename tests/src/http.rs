@@ -109,3 +109,23 @@ pub async fn http(
 pub fn ok(status: u16) -> bool {
     StatusCode::from_u16(status).is_ok_and(|s| s.is_success())
 }
+
+/// Opens a link from an email as a person would: the page (which must change nothing and
+/// offer a confirm button), then the button (a form POST of the token to `path`).
+pub async fn confirm_link(addr: SocketAddr, path: &str, token: &str) -> Reply {
+    let page = http(addr, "GET", &format!("{path}?token={token}"), &[], None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("method=post") && page.body.contains(token),
+        "{}",
+        page.body
+    );
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&format!("token={token}")),
+    )
+    .await
+}

@@ -62,11 +62,45 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(),
     Ok(())
 }
 
-/// Drops the stored messages whose deliveries are all finished.
-pub async fn housekeeping(ctx: &Context) {
-    match queue::purge_finished_messages(ctx.db()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(purged = n, "purged delivered messages"),
-        Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+/// What one housekeeping pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Housekept {
+    pub messages: u64,
+    pub unverified_mailboxes: u64,
+    pub unactivated_accounts: u64,
+    pub auth_attempts: u64,
+}
+
+/// Drops the stored messages whose deliveries are all finished, unverified mailboxes and
+/// never-activated accounts past `accounts.unverified_days`, and counted sign-in attempts
+/// older than a day.
+pub async fn housekeeping(ctx: &Context) -> Housekept {
+    let db = ctx.db();
+    let mut done = Housekept::default();
+    match queue::purge_finished_messages(db).await {
+        Ok(n) => done.messages = n,
+        Err(e) => tracing::warn!(error = %e, "housekeeping: purging messages failed"),
     }
+    let lifetime = ctx.settings().accounts.unverified_lifetime;
+    let purged = async {
+        let txn = postern_domain::db::begin_write(db).await?;
+        let counts = postern_domain::accounts::purge_unverified(&txn, lifetime).await?;
+        txn.commit().await?;
+        Ok::<_, postern_domain::DomainError>(counts)
+    };
+    match purged.await {
+        Ok((mailboxes, accounts)) => {
+            done.unverified_mailboxes = mailboxes;
+            done.unactivated_accounts = accounts;
+        }
+        Err(e) => tracing::warn!(error = %e, "housekeeping: purging unverified failed"),
+    }
+    match postern_domain::auth::purge_attempts(db, chrono::Duration::days(1)).await {
+        Ok(n) => done.auth_attempts = n,
+        Err(e) => tracing::warn!(error = %e, "housekeeping: purging attempts failed"),
+    }
+    if done != Housekept::default() {
+        tracing::info!(?done, "housekeeping");
+    }
+    done
 }

@@ -6,16 +6,94 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
-use postern_domain::auth::{self, CodeCheck};
+use postern_domain::auth::{self, AttemptScope, CodeCheck, SessionOrigin};
 use postern_domain::{DomainError, EmailAddress, accounts};
-use postern_entity::{api_key, user};
+use postern_entity::user;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiUser;
+use crate::extract::{ApiUser, Caller, Credential};
 use crate::limit::{ClientIp, MINUTE};
+
+/// Sign-in attempts on `subject` (`user:<id>`, `ip:<addr>`) are counted in the database, so the
+/// limit holds across API instances: `429` once `limit` fall within a minute.
+async fn attempts_left(
+    state: &AppState,
+    scope: AttemptScope,
+    subject: &str,
+    limit: u32,
+) -> Result<(), ApiError> {
+    let recent =
+        auth::recent_attempts(state.ctx.db(), scope, subject, chrono::Duration::minutes(1)).await?;
+    if recent >= u64::from(limit) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts; wait a minute and try again",
+        ));
+    }
+    Ok(())
+}
+
+async fn count_attempt(
+    state: &AppState,
+    scope: AttemptScope,
+    subjects: &[&str],
+) -> Result<(), ApiError> {
+    for subject in subjects {
+        auth::record_attempt(state.ctx.db(), scope, subject).await?;
+    }
+    Ok(())
+}
+
+/// A small HTML page for the links in emails.
+fn page(status: StatusCode, body: &str) -> (StatusCode, Html<String>) {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Postern</title>{body}"
+        )),
+    )
+}
+
+/// The page a link in an email opens: it changes nothing by itself (mail scanners follow
+/// links), it asks the person to confirm with a POST to `action`.
+pub(crate) fn confirm_page(
+    action: &str,
+    token: Option<&str>,
+    what: &str,
+) -> (StatusCode, Html<String>) {
+    let Some(token) = token.filter(|t| is_token(t)) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "<p>This link is invalid or has expired.</p>",
+        );
+    };
+    page(
+        StatusCode::OK,
+        &format!(
+            "<form method=post action=\"{action}\"><input type=hidden name=token value=\"{token}\">\
+             <p>{what}</p><button type=submit>Confirm</button></form>"
+        ),
+    )
+}
+
+/// Link tokens are lowercase base32; anything else is not one of ours.
+fn is_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `token` from an `application/x-www-form-urlencoded` body.
+pub(crate) fn form_token(body: &[u8]) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "token")
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|t| is_token(t))
+}
 
 fn text(body: &Map<String, Value>, key: &str) -> Option<String> {
     body.get(key).and_then(Value::as_str).map(str::to_string)
@@ -79,20 +157,46 @@ pub async fn register(
     let email = EmailAddress::parse(&email)
         .map_err(|_| ApiError::bad_request(format!("cannot use {email} as personal inbox")))?;
     let db = state.ctx.db();
-    if accounts::find_user(db, email.as_str()).await?.is_some() {
-        // Same answer as a new sign-up, so addresses cannot be probed; the owner is told.
-        if let Some(existing) = accounts::find_user(db, email.as_str()).await? {
-            let text = "Someone tried to create a Postern account with this address, which already \
-                        has one. If it was you, log in or reset your password.";
-            state
-                .ctx
-                .send_notice(existing.id, &existing.email, "Sign-up attempt", text)
-                .await?;
-        }
+    // A taken address gets the same answer as a new sign-up, so addresses cannot be probed;
+    // the email sent to the address says what happened.
+    let taken = match accounts::find_user(db, email.as_str()).await? {
+        Some(existing) if existing.activated => Some((
+            existing.id,
+            "Someone tried to create a Postern account with this address, which already has \
+             one. If it was you, log in, or reset your password if you forgot it."
+                .to_string(),
+        )),
+        Some(existing) => Some((
+            existing.id,
+            format!(
+                "Someone tried to create a Postern account with this address. An account was \
+                 already started with it but never confirmed: use the confirmation email sent \
+                 then, or wait until it expires ({} days after it was started) and sign up again.",
+                settings.accounts.unverified_lifetime.as_secs() / 86_400
+            ),
+        )),
+        None => accounts::find_verified_mailbox(db, email.as_str())
+            .await?
+            .map(|m| {
+                (
+                    m.user_id,
+                    "Someone tried to create a Postern account with this address, which is \
+                     already the mailbox of a Postern account. If it was you, log in to that \
+                     account. Nothing was changed."
+                        .to_string(),
+                )
+            }),
+    };
+    if let Some((owner, text)) = taken {
+        state
+            .ctx
+            .send_notice(owner, email.as_str(), "Sign-up attempt", &text)
+            .await?;
         return Ok(Json(json!({"msg": "User needs to confirm their account"})));
     }
+    let hash = state.ctx.hash_password(&password).await?;
     let txn = postern_domain::db::begin_write(db).await?;
-    let user = auth::register(&txn, settings, &email, &password).await?;
+    let user = auth::register(&txn, settings, &email, hash).await?;
     commit(txn).await?;
     send_activation(&state, &user).await?;
     Ok(Json(json!({"msg": "User needs to confirm their account"})))
@@ -145,43 +249,65 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /auth/activate?token=…`: the link in the confirmation email.
+/// `GET /auth/activate?token=…`: the link in the confirmation email opens a page that
+/// confirms with a POST.
 #[utoipa::path(
     get,
     path = "/auth/activate",
     tag = "auth",
-    summary = "Confirm a sign-up with the emailed link",
+    summary = "The page of the emailed confirmation link (confirms with a POST)",
     params(("token" = String, Query, description = "From the email")),
-    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "A page with a confirm button"), (status = 400, description = "Not a valid link")),
 )]
-pub async fn activate_link(
+pub async fn activate_link(Query(q): Query<TokenQuery>) -> (StatusCode, Html<String>) {
+    confirm_page(
+        "/auth/activate",
+        q.token.as_deref(),
+        "Confirm your Postern account.",
+    )
+}
+
+/// `POST /auth/activate` (form `token=…`): confirms a sign-up from the emailed link.
+#[utoipa::path(
+    post,
+    path = "/auth/activate",
+    tag = "auth",
+    summary = "Confirm a sign-up with the emailed link",
+    responses((status = 200, description = "Confirmed"), (status = 400, description = "Invalid or expired link")),
+)]
+pub async fn activate_confirm(
     State(state): State<AppState>,
-    Query(q): Query<TokenQuery>,
-) -> Result<(StatusCode, Html<&'static str>), ApiError> {
+    body: Bytes,
+) -> Result<(StatusCode, Html<String>), ApiError> {
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
-    let user = match q.token.as_deref() {
-        Some(token) => auth::redeem_token(&txn, "activate", token).await?,
+    let user = match form_token(&body) {
+        Some(token) => auth::redeem_token(&txn, "activate", &token).await?,
         None => None,
     };
-    if let Some(user_id) = user {
-        auth::activate(&txn, user_id).await?;
-    }
-    commit(txn).await?;
-    Ok(match user {
-        Some(_) => (
-            StatusCode::OK,
-            Html(
-                "<!doctype html><title>Postern</title><p>Your account is confirmed. You can log in now.</p>",
-            ),
-        ),
-        None => (
+    let outcome = match user {
+        Some(user_id) => Some(auth::activate(&txn, user_id).await),
+        None => None,
+    };
+    match outcome {
+        Some(Ok(())) => {
+            commit(txn).await?;
+            Ok(page(
+                StatusCode::OK,
+                "<p>Your account is confirmed. You can log in now.</p>",
+            ))
+        }
+        Some(Err(DomainError::Conflict(_))) => Ok(page(
+            StatusCode::CONFLICT,
+            "<p>This address became the mailbox of another Postern account before it was \
+             confirmed here. Log in to that account instead.</p>",
+        )),
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(page(
             StatusCode::BAD_REQUEST,
-            Html(
-                "<!doctype html><title>Postern</title><p>This link is invalid or has expired. Ask for a new one.</p>",
-            ),
-        ),
-    })
+            "<p>This link is invalid or has expired. Ask for a new one.</p>",
+        )),
+    }
 }
 
 /// `POST /api/auth/reactivate` `{email}`: sends a new confirmation.
@@ -212,8 +338,12 @@ pub async fn reactivate(
 }
 
 /// `Set-Cookie` for a new browser session.
-async fn session_cookie(state: &AppState, user_id: i64) -> Result<HeaderMap, ApiError> {
-    let (token, _csrf) = auth::create_session(state.ctx.db(), user_id).await?;
+async fn session_cookie(
+    state: &AppState,
+    user_id: i64,
+    origin: SessionOrigin,
+) -> Result<HeaderMap, ApiError> {
+    let (token, _csrf) = auth::create_session(state.ctx.db(), user_id, origin).await?;
     let secure = if state.ctx.settings().http.public_url.starts_with("https://") {
         "; Secure"
     } else {
@@ -265,15 +395,27 @@ pub async fn login(
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
     let email = email.trim().to_lowercase();
-    state.per_minute(&format!("login:{email}"), |l| l.login_per_minute)?;
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
     let db = state.ctx.db();
+    let limit = state.ctx.settings().limits.login_per_minute;
+    let ip_subject = format!("ip:{ip}");
+    attempts_left(&state, AttemptScope::Login, &ip_subject, limit).await?;
     let user = accounts::find_user(db, &email).await?;
-    let password_ok = auth::verify_password(
-        user.as_ref().and_then(|u| u.password_hash.as_deref()),
-        &password,
-    );
+    let user_subject = user.as_ref().map(|u| format!("user:{}", u.id));
+    if let Some(subject) = &user_subject {
+        attempts_left(&state, AttemptScope::Login, subject, limit).await?;
+    }
+    let password_ok = state
+        .ctx
+        .verify_password(
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            &password,
+        )
+        .await?;
     let Some(user) = user.filter(|_| password_ok) else {
+        let mut subjects = vec![ip_subject.as_str()];
+        subjects.extend(user_subject.as_deref());
+        count_attempt(&state, AttemptScope::Login, &subjects).await?;
         return Err(ApiError::bad_request("Email or password incorrect"));
     };
     if user.disabled {
@@ -291,7 +433,7 @@ pub async fn login(
     }
     let key = auth::key_for_device(db, user.id, &device).await?;
     Ok((
-        session_cookie(&state, user.id).await?,
+        session_cookie(&state, user.id, SessionOrigin::Login).await?,
         login_answer(&user, Some(key), None),
     ))
 }
@@ -318,7 +460,9 @@ pub async fn mfa(
     let now = chrono::Utc::now().timestamp();
     let user_id = auth::verify_mfa_key(&state.mfa_key, &mfa_key, now)
         .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
-    state.per_minute(&format!("mfa:{user_id}"), |l| l.login_per_minute)?;
+    let subject = format!("user:{user_id}");
+    let limit = state.ctx.settings().limits.login_per_minute;
+    attempts_left(&state, AttemptScope::Mfa, &subject, limit).await?;
     let db = state.ctx.db();
     let Some(user) = accounts::find_user_by_id(db, user_id).await? else {
         return Err(ApiError::bad_request("Invalid mfa_key"));
@@ -329,12 +473,13 @@ pub async fn mfa(
         ));
     }
     if !auth::check_totp(db, &user, &token, now).await? {
+        count_attempt(&state, AttemptScope::Mfa, &[&subject]).await?;
         return Err(ApiError::bad_request("Wrong TOTP Token"));
     }
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
     let key = auth::key_for_device(db, user.id, &device).await?;
     Ok((
-        session_cookie(&state, user.id).await?,
+        session_cookie(&state, user.id, SessionOrigin::Login).await?,
         Json(json!({
             "name": user.name.clone().unwrap_or_default(),
             "email": user.email,
@@ -362,10 +507,24 @@ pub async fn forgot_password(
     let email = text(&body, "email")
         .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
     let db = state.ctx.db();
+    let limit = state.ctx.settings().limits.reset_per_minute;
+    let ip_subject = format!("ip:{ip}");
+    attempts_left(&state, AttemptScope::Reset, &ip_subject, limit).await?;
+    count_attempt(&state, AttemptScope::Reset, &[&ip_subject]).await?;
     if let Some(user) = accounts::find_user(db, &email)
         .await?
         .filter(|u| !u.disabled)
     {
+        // Over the account's limit nothing is sent, with the same answer: the limit must
+        // not tell whether the account exists.
+        let subject = format!("user:{}", user.id);
+        if attempts_left(&state, AttemptScope::Reset, &subject, limit)
+            .await
+            .is_err()
+        {
+            return Ok(Json(json!({"ok": true})));
+        }
+        count_attempt(&state, AttemptScope::Reset, &[&subject]).await?;
         let txn = postern_domain::db::begin_write(db).await?;
         let issued =
             auth::issue_token(&txn, user.id, "reset", false, chrono::Duration::hours(1)).await?;
@@ -387,8 +546,9 @@ pub async fn forgot_password(
     Ok(Json(json!({"ok": true})))
 }
 
-/// `POST /api/auth/reset_password` `{token, password}`: completes a reset; every API key of
-/// the account is revoked, since a reset means the old credentials are not trusted.
+/// `POST /api/auth/reset_password` `{token, password}`: completes a reset. Every session and
+/// API key of the account ends, since a reset means the old credentials are not trusted, and
+/// the account's address is told.
 #[utoipa::path(
     post,
     path = "/api/auth/reset_password",
@@ -408,6 +568,7 @@ pub async fn reset_password(
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
     auth::check_password_rules(&password)?;
+    let hash = state.ctx.hash_password(&password).await?;
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let Some(user_id) = auth::redeem_token(&txn, "reset", &token).await? else {
@@ -416,51 +577,32 @@ pub async fn reset_password(
     let user = accounts::find_user_by_id(&txn, user_id)
         .await?
         .ok_or_else(|| ApiError::bad_request("Invalid or expired link"))?;
-    auth::set_password(&txn, user, &password).await?;
-    for key in auth::list_api_keys(&txn, user_id).await? {
-        auth::revoke_api_key(&txn, user_id, key.id).await?;
-    }
+    let user = auth::set_password(&txn, user, hash, None, None).await?;
     commit(txn).await?;
+    tell_password_changed(&state, &user).await?;
     Ok(Json(json!({"ok": true})))
 }
 
-/// The key row of the request, for the endpoints that need sudo.
-async fn calling_key(state: &AppState, headers: &HeaderMap) -> Result<api_key::Model, ApiError> {
-    let key = crate::extract::presented_key(headers).ok_or_else(ApiError::wrong_api_key)?;
-    auth::api_key_row(state.ctx.db(), &key)
-        .await?
-        .ok_or_else(ApiError::wrong_api_key)
+/// Tells the account's address that its password changed and every other sign-in ended.
+async fn tell_password_changed(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
+    let text = "The password of your Postern account was changed. Every other browser session \
+                was logged out and every other API key revoked.\n\n\
+                If you did not do this, reset your password now and check your account's \
+                mailboxes.";
+    state
+        .ctx
+        .send_notice(
+            user.id,
+            &user.email,
+            "Your Postern password was changed",
+            text,
+        )
+        .await?;
+    Ok(())
 }
 
-fn need_sudo(key: &api_key::Model) -> Result<(), ApiError> {
-    if auth::has_sudo(key) {
-        Ok(())
-    } else {
-        Err(sudo_required())
-    }
-}
-
-fn sudo_required() -> ApiError {
-    ApiError::new(
-        StatusCode::from_u16(440).unwrap_or(StatusCode::FORBIDDEN),
-        "Need sudo",
-    )
-}
-
-/// Sudo for the caller: a key confirmed with `PATCH /api/sudo`, or a browser session whose
-/// login (with the password) is less than five minutes old.
-async fn require_sudo(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if crate::extract::presented_key(headers).is_some() {
-        return need_sudo(&calling_key(state, headers).await?);
-    }
-    let token = crate::extract::session_token(headers).ok_or_else(sudo_required)?;
-    match auth::find_session(state.ctx.db(), &token).await? {
-        Some(s) if (chrono::Utc::now() - s.created_at).num_seconds() <= auth::SUDO_SECS => Ok(()),
-        _ => Err(sudo_required()),
-    }
-}
-
-/// `PATCH /api/sudo` `{password}`.
+/// `PATCH /api/sudo` `{password}` (or `{mfa_token}` when MFA is on): the calling key or
+/// session may make sensitive calls for five minutes.
 #[utoipa::path(
     patch,
     path = "/api/sudo",
@@ -472,26 +614,38 @@ async fn require_sudo(state: &AppState, headers: &HeaderMap) -> Result<(), ApiEr
 )]
 pub async fn sudo(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
+    caller: Caller,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.per_minute(&format!("login:{}", user.email), |l| l.login_per_minute)?;
     state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
-    let password = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.get("password")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    if !auth::verify_password(user.password_hash.as_deref(), &password) {
+    let user = &caller.user;
+    let subject = format!("user:{}", user.id);
+    let limit = state.ctx.settings().limits.login_per_minute;
+    attempts_left(&state, AttemptScope::Login, &subject, limit).await?;
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+    let db = state.ctx.db();
+    let proven = match (field("password"), field("mfa_token")) {
+        (Some(password), _) => {
+            state
+                .ctx
+                .verify_password(user.password_hash.as_deref(), &password)
+                .await?
+        }
+        (None, Some(code)) if user.totp_secret.is_some() => {
+            auth::check_totp(db, user, &code, chrono::Utc::now().timestamp()).await?
+        }
+        _ => false,
+    };
+    if !proven {
+        count_attempt(&state, AttemptScope::Login, &[&subject]).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
-    let key = calling_key(&state, &headers).await?;
-    auth::grant_sudo(state.ctx.db(), key).await?;
+    match caller.credential {
+        Credential::Key(key) => auth::grant_sudo(db, key).await?,
+        Credential::Session(session) => auth::grant_session_sudo(db, session.id).await?,
+    }
     Ok(Json(json!({"ok": true})))
 }
 
@@ -506,12 +660,11 @@ pub async fn sudo(
 )]
 pub async fn delete_user(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    require_sudo(&state, &headers).await?;
+    caller.require_sudo()?;
     let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
-    auth::delete_account(&txn, user.id).await?;
+    auth::delete_account(&txn, caller.user.id).await?;
     commit(txn).await?;
     Ok(Json(json!({"ok": true})))
 }
@@ -528,15 +681,14 @@ pub async fn delete_user(
 )]
 pub async fn create_api_key(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_sudo(&state, &headers).await?;
+    caller.require_sudo()?;
     let body = super::json_object(&body)?;
     let device = text(&body, "device")
         .ok_or_else(|| ApiError::bad_request("request body cannot be empty"))?;
-    let key = accounts::create_api_key(state.ctx.db(), user.id, &device).await?;
+    let key = accounts::create_api_key(state.ctx.db(), caller.user.id, &device).await?;
     Ok((StatusCode::CREATED, Json(json!({"api_key": key}))))
 }
 
@@ -604,25 +756,23 @@ pub async fn revoke_api_key(
 )]
 pub async fn logout(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
     let db = state.ctx.db();
     let mut out = HeaderMap::new();
-    if let Some(key) = crate::extract::presented_key(&headers) {
-        if let Some(row) = auth::api_key_row(db, &key).await? {
-            auth::revoke_api_key(db, user.id, row.id).await?;
+    match caller.credential {
+        Credential::Key(row) => {
+            auth::revoke_api_key(db, caller.user.id, row.id).await?;
         }
-    } else if let Some(token) = crate::extract::session_token(&headers)
-        && let Some(session) = auth::find_session(db, &token).await?
-    {
-        auth::end_session(db, session.id).await?;
-        let clear = format!(
-            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-            crate::extract::SESSION_COOKIE
-        );
-        if let Ok(value) = clear.parse() {
-            out.insert(axum::http::header::SET_COOKIE, value);
+        Credential::Session(session) => {
+            auth::end_session(db, session.id).await?;
+            let clear = format!(
+                "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+                crate::extract::SESSION_COOKIE
+            );
+            if let Ok(value) = clear.parse() {
+                out.insert(axum::http::header::SET_COOKIE, value);
+            }
         }
     }
     Ok((out, Json(json!({"msg": "User is logged out"}))))
@@ -636,17 +786,11 @@ pub async fn logout(
     summary = "The CSRF token of the calling browser session",
     responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
 )]
-pub async fn csrf(
-    State(state): State<AppState>,
-    _user: ApiUser,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let token = crate::extract::session_token(&headers)
-        .ok_or_else(|| ApiError::bad_request("No browser session"))?;
-    let session = auth::find_session(state.ctx.db(), &token)
-        .await?
-        .ok_or_else(ApiError::wrong_api_key)?;
-    Ok(Json(json!({"csrf_token": session.csrf_token})))
+pub async fn csrf(caller: Caller) -> Result<Json<Value>, ApiError> {
+    match caller.credential {
+        Credential::Session(session) => Ok(Json(json!({"csrf_token": session.csrf_token}))),
+        Credential::Key(_) => Err(ApiError::bad_request("No browser session")),
+    }
 }
 
 #[utoipa::path(
@@ -660,7 +804,7 @@ pub async fn csrf(
 )]
 pub async fn change_password(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
+    caller: Caller,
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -669,10 +813,23 @@ pub async fn change_password(
     let current = text(&body, "current_password").unwrap_or_default();
     let new = text(&body, "new_password")
         .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
-    if !auth::verify_password(user.password_hash.as_deref(), &current) {
+    let subject = format!("user:{}", caller.user.id);
+    let limit = state.ctx.settings().limits.login_per_minute;
+    attempts_left(&state, AttemptScope::Login, &subject, limit).await?;
+    if !state
+        .ctx
+        .verify_password(caller.user.password_hash.as_deref(), &current)
+        .await?
+    {
+        count_attempt(&state, AttemptScope::Login, &[&subject]).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
-    auth::set_password(state.ctx.db(), user, &new).await?;
+    auth::check_password_rules(&new)?;
+    let hash = state.ctx.hash_password(&new).await?;
+    let (keep_session, keep_key) = (caller.session_id(), caller.key_id());
+    let user =
+        auth::set_password(state.ctx.db(), caller.user, hash, keep_session, keep_key).await?;
+    tell_password_changed(&state, &user).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -722,7 +879,7 @@ pub async fn api_to_cookie(
     match user {
         Some(user_id) => Ok((
             StatusCode::OK,
-            session_cookie(&state, user_id).await?,
+            session_cookie(&state, user_id, SessionOrigin::Exchange).await?,
             Html("<!doctype html><title>Postern</title><p>You are logged in.</p>"),
         )),
         None => Ok((
@@ -735,8 +892,9 @@ pub async fn api_to_cookie(
     }
 }
 
-/// `POST /api/mfa/setup` (sudo) → a new TOTP secret and its `otpauth://` URI for an
-/// authenticator app; nothing changes until `POST /api/mfa/enable` confirms a code.
+/// `POST /api/mfa/setup` (sudo) → a new TOTP secret, generated here, and its `otpauth://`
+/// URI for an authenticator app. Nothing changes until `POST /api/mfa/enable` confirms a code
+/// of that secret.
 #[utoipa::path(
     post,
     path = "/api/mfa/setup",
@@ -747,20 +905,18 @@ pub async fn api_to_cookie(
 )]
 pub async fn mfa_setup(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    require_sudo(&state, &headers).await?;
-    let secret = auth::new_totp_secret();
-    let uri = format!(
-        "otpauth://totp/Postern:{}?secret={secret}&issuer=Postern",
-        user.email.replace('@', "%40")
-    );
+    caller.require_sudo()?;
+    let email = caller.user.email.replace('@', "%40");
+    let secret = auth::begin_totp(state.ctx.db(), caller.user).await?;
+    let uri = format!("otpauth://totp/Postern:{email}?secret={secret}&issuer=Postern");
     Ok(Json(json!({"secret": secret, "otpauth_uri": uri})))
 }
 
-/// `POST /api/mfa/enable` `{secret, code}` (sudo): turns TOTP on once a code from the app
-/// matches.
+/// `POST /api/mfa/enable` `{code}` (sudo): turns TOTP on with the secret from
+/// `POST /api/mfa/setup` once a code of it matches. A `secret` in the body must be that one:
+/// a secret the client chose is never stored. A wrong code changes nothing.
 #[utoipa::path(
     post,
     path = "/api/mfa/enable",
@@ -772,19 +928,32 @@ pub async fn mfa_setup(
 )]
 pub async fn mfa_enable(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require_sudo(&state, &headers).await?;
+    caller.require_sudo()?;
     let body = super::json_object(&body)?;
-    let (Some(secret), Some(code)) = (text(&body, "secret"), text(&body, "code")) else {
-        return Err(ApiError::bad_request("secret and code are required"));
+    let Some(code) = text(&body, "code") else {
+        return Err(ApiError::bad_request("code is required"));
     };
-    let db = state.ctx.db();
-    let user = auth::set_totp(db, user, Some(secret)).await?;
-    if !auth::check_totp(db, &user, &code, chrono::Utc::now().timestamp()).await? {
-        auth::set_totp(db, user, None).await?;
+    let user = &caller.user;
+    let Some(pending) = user.totp_pending.as_deref() else {
+        return Err(ApiError::bad_request(
+            "Start with POST /api/mfa/setup: it gives the secret to confirm",
+        ));
+    };
+    if let Some(secret) = text(&body, "secret")
+        && !secret.trim().eq_ignore_ascii_case(pending)
+    {
+        return Err(ApiError::bad_request(
+            "secret is not the one POST /api/mfa/setup gave",
+        ));
+    }
+    let subject = format!("user:{}", user.id);
+    let limit = state.ctx.settings().limits.login_per_minute;
+    attempts_left(&state, AttemptScope::Mfa, &subject, limit).await?;
+    if !auth::confirm_totp(state.ctx.db(), user, &code, chrono::Utc::now().timestamp()).await? {
+        count_attempt(&state, AttemptScope::Mfa, &[&subject]).await?;
         return Err(ApiError::bad_request("Wrong TOTP Token"));
     }
     Ok(Json(json!({"ok": true})))
@@ -801,11 +970,10 @@ pub async fn mfa_enable(
 )]
 pub async fn mfa_disable(
     State(state): State<AppState>,
-    ApiUser(user): ApiUser,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    require_sudo(&state, &headers).await?;
-    auth::set_totp(state.ctx.db(), user, None).await?;
+    caller.require_sudo()?;
+    auth::disable_totp(state.ctx.db(), caller.user).await?;
     Ok(Json(json!({"ok": true})))
 }
 

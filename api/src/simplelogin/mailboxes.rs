@@ -49,6 +49,8 @@ async fn mailboxes(
 }
 
 /// `POST /api/mailboxes` `{"email"}` → 201 unverified mailbox; a verification link is emailed.
+/// The answer is the same whether or not another account uses the address; the email to the
+/// address says which.
 #[utoipa::path(
     post,
     path = "/api/mailboxes",
@@ -80,30 +82,48 @@ pub async fn create(
     }
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
-    let mailbox = match accounts::add_unverified_mailbox(&txn, settings, &user, &email).await {
+    let pending = match accounts::add_unverified_mailbox(&txn, settings, &user, &email).await {
         Ok(m) => m,
+        // The caller's own mailbox: nothing about anyone else is revealed.
         Err(DomainError::Conflict(_)) => return Err(ApiError::bad_request("Email already used")),
         Err(e) => return Err(e.into()),
     };
-    let issued = auth::issue_token(
-        &txn,
-        user.id,
-        &format!("mailbox:{}", mailbox.id),
-        false,
-        chrono::Duration::days(1),
-    )
-    .await?;
+    let mailbox = pending.mailbox;
+    let issued = if pending.taken {
+        None
+    } else {
+        Some(
+            auth::issue_token(
+                &txn,
+                user.id,
+                &format!("mailbox:{}", mailbox.id),
+                false,
+                chrono::Duration::days(1),
+            )
+            .await?,
+        )
+    };
     txn.commit().await.map_err(DomainError::from)?;
-    let link = format!(
-        "{}/mailbox/verify?token={}",
-        settings.http.public_url, issued.token
-    );
-    let text = format!(
-        "{} asked to receive the mail of their Postern aliases at this address.\n\n\
-         If that was you, confirm it by opening this link within a day:\n{link}\n\n\
-         Otherwise ignore this email: nothing will be sent here.",
-        user.email
-    );
+    let text = match issued {
+        Some(issued) => {
+            let link = format!(
+                "{}/mailbox/verify?token={}",
+                settings.http.public_url, issued.token
+            );
+            format!(
+                "{} asked to receive the mail of their Postern aliases at this address.\n\n\
+                 If that was you, confirm it by opening this link within a day:\n{link}\n\n\
+                 Otherwise ignore this email: nothing will be sent here.",
+                user.email
+            )
+        }
+        None => format!(
+            "{} asked to receive the mail of their Postern aliases at this address, but it is \
+             already the mailbox of a Postern account, so it cannot be added to another one. \
+             Nothing was changed, and nothing will be sent here for them.",
+            user.email
+        ),
+    };
     state
         .ctx
         .send_notice(
@@ -124,50 +144,75 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /mailbox/verify?token=…`: the link in the verification email.
+/// `GET /mailbox/verify?token=…`: the link in the verification email opens a page that
+/// confirms with a POST (mail scanners follow links; they do not press buttons).
 #[utoipa::path(
     get,
     path = "/mailbox/verify",
     tag = "mailboxes",
-    summary = "Verify a mailbox with the emailed link",
+    summary = "The page of the emailed mailbox link (confirms with a POST)",
     params(("token" = String, Query, description = "From the email")),
-    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "A page with a confirm button"), (status = 400, description = "Not a valid link")),
 )]
 pub async fn verify_link(
-    State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<TokenQuery>,
-) -> Result<(axum::http::StatusCode, axum::response::Html<&'static str>), ApiError> {
+) -> (axum::http::StatusCode, axum::response::Html<String>) {
+    super::auth::confirm_page(
+        "/mailbox/verify",
+        q.token.as_deref(),
+        "Confirm that this address receives the mail of your Postern aliases.",
+    )
+}
+
+/// `POST /mailbox/verify` (form `token=…`): verifies the mailbox of the emailed link.
+#[utoipa::path(
+    post,
+    path = "/mailbox/verify",
+    tag = "mailboxes",
+    summary = "Verify a mailbox with the emailed link",
+    responses((status = 200, description = "Verified"), (status = 400, description = "Invalid or expired link")),
+)]
+pub async fn verify_confirm(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, axum::response::Html<String>), ApiError> {
+    use axum::http::StatusCode;
     use postern_domain::{DomainError, accounts, auth};
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
-    let mut done = false;
-    if let Some(token) = q.token.as_deref()
+    let mut outcome = None;
+    if let Some(token) = super::auth::form_token(&body)
         && let Some((user_id, purpose)) =
-            auth::redeem_token_with_purpose(&txn, "mailbox:", token).await?
+            auth::redeem_token_with_purpose(&txn, "mailbox:", &token).await?
         && let Some(id) = purpose
             .strip_prefix("mailbox:")
             .and_then(|i| i.parse().ok())
         && let Some(m) = accounts::user_mailbox(&txn, user_id, id).await?
     {
-        accounts::verify_mailbox(&txn, m).await?;
-        done = true;
+        outcome = Some(accounts::verify_mailbox(&txn, m).await);
     }
-    txn.commit().await.map_err(DomainError::from)?;
-    Ok(if done {
-        (
-            axum::http::StatusCode::OK,
-            axum::response::Html(
-                "<!doctype html><title>Postern</title><p>Your mailbox is confirmed.</p>",
-            ),
-        )
-    } else {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            axum::response::Html(
-                "<!doctype html><title>Postern</title><p>This link is invalid or has expired.</p>",
-            ),
-        )
-    })
+    let (status, text) = match outcome {
+        Some(Ok(_)) => {
+            txn.commit().await.map_err(DomainError::from)?;
+            (StatusCode::OK, "Your mailbox is confirmed.")
+        }
+        Some(Err(DomainError::Conflict(_))) => (
+            StatusCode::CONFLICT,
+            "This address became the mailbox of another Postern account first; it cannot be \
+             added to this one.",
+        ),
+        Some(Err(e)) => return Err(e.into()),
+        None => (
+            StatusCode::BAD_REQUEST,
+            "This link is invalid or has expired.",
+        ),
+    };
+    Ok((
+        status,
+        axum::response::Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Postern</title><p>{text}</p>"
+        )),
+    ))
 }
 
 /// `PUT /api/mailboxes/:id` `{"default": true}` → `{"updated": true}`.

@@ -28,10 +28,7 @@ pub async fn notifications(
     _user: ApiUser,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    params
-        .get("page")
-        .and_then(|p| p.parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("page must be provided in request query"))?;
+    crate::bounds::query_number(&params, "page", 0..=crate::bounds::MAX_PAGE, None)?;
     Ok(Json(json!({"more": false, "notifications": []})))
 }
 

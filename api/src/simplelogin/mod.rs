@@ -20,11 +20,11 @@ use crate::error::ApiError;
 
 /// Ids in paths are integers; anything else is no such endpoint, as in SimpleLogin.
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found())
+    crate::bounds::path_id(raw)
 }
 
-pub use auth::{activate_link, api_to_cookie};
-pub use mailboxes::verify_link as verify_mailbox_link;
+pub use auth::{activate_confirm, activate_link, api_to_cookie};
+pub use mailboxes::{verify_confirm as verify_mailbox_confirm, verify_link as verify_mailbox_link};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -128,8 +128,5 @@ async fn owned_alias(
 
 /// `page_id` from the query string, required by every paginated endpoint.
 fn page_id(params: &std::collections::HashMap<String, String>) -> Result<u64, ApiError> {
-    params
-        .get("page_id")
-        .and_then(|p| p.trim().parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("page_id must be provided in request query"))
+    crate::bounds::query_number(params, "page_id", 0..=crate::bounds::MAX_PAGE, None)
 }

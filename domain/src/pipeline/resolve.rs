@@ -50,6 +50,13 @@ pub async fn resolve(ctx: &Context, rcpt: &str) -> Result<Recipient> {
             None => Recipient::Unknown,
         });
     }
+    // Role addresses reach the operator even if an alias took the name before it was
+    // reserved: abuse reports and DMARC reports must not go to a user.
+    if matches!(address.local(), "postmaster" | "abuse")
+        && let Recipient::Postmaster(to) = postmaster(ctx)
+    {
+        return Ok(Recipient::Postmaster(to));
+    }
     if let Some(route) = route_by_address(ctx, address.as_str()).await? {
         return Ok(Recipient::Alias(route));
     }

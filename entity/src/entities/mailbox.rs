@@ -7,7 +7,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub user_id: i64,
-    #[sea_orm(unique)]
+    /// Unique among verified mailboxes; unverified claims of an address may coexist.
     pub email: String,
     pub verified: bool,
     pub created_at: DateTimeUtc,

@@ -3,6 +3,7 @@ pub mod activity;
 pub mod alias;
 pub mod alias_mailbox;
 pub mod api_key;
+pub mod auth_attempt;
 pub mod contact;
 pub mod deleted_alias;
 pub mod delivery;

@@ -13,6 +13,9 @@ pub struct Model {
     pub csrf_token: String,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    /// When the password (or a TOTP code) was last proven in this session; never set for a
+    /// session opened by exchanging a token.
+    pub sudo_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,8 @@ pub struct Model {
     pub totp_secret: Option<String>,
     /// The last TOTP step accepted, so a code works once.
     pub totp_last_step: Option<i64>,
+    /// A secret the server generated at MFA setup, waiting for a code to confirm it.
+    pub totp_pending: Option<String>,
     /// `word` or `uuid`: how random aliases are made when a client does not say.
     pub alias_generator: String,
     /// How reverse aliases show senders: `AT`, `A`, `NAME_ONLY`, `AT_ONLY`, `NO_NAME`.

@@ -89,7 +89,8 @@ async fn cli_creates_random_aliases_and_lists_them() {
     assert!(postern_domain::EmailAddress::parse(&random).is_ok());
     let list = server
         .cli(Command::Alias(AliasCommand::List {
-            user_email: "me@real.test".into(),
+            user_email: Some("me@real.test".into()),
+            reserved: false,
         }))
         .await
         .expect("list");

@@ -1097,7 +1097,6 @@ async fn mailboxes_are_added_by_link_and_deleted_with_transfer() {
     let new_id = r.json["id"].as_i64().expect("id");
     for (email, error) in [
         ("alice@new.test", "Email already used"),
-        ("bob@real.test", "Email already used"),
         (
             "x@alias.test",
             "Invalid email: This email is a domain of this server",
@@ -1149,15 +1148,8 @@ async fn mailboxes_are_added_by_link_and_deleted_with_transfer() {
         .nth(1)
         .and_then(|t| t.split_whitespace().next())
         .expect("token");
-    let r = http(
-        server.http(),
-        "GET",
-        &format!("/mailbox/verify?token={token}"),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    let r = postern_tests::http::confirm_link(server.http(), "/mailbox/verify", token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = call(
         &server,
         "PUT",
@@ -1323,14 +1315,14 @@ async fn malformed_requests_get_a_4xx_with_an_error_message() {
             "/api/v2/aliases?page_id=-1",
             None,
             400,
-            "page_id must be provided in request query",
+            "page_id must be a whole number from 0 to 1000000",
         ),
         (
             "GET",
             "/api/aliases/99999999999999999999999",
             None,
-            404,
-            "No such endpoint",
+            400,
+            "id must be a whole number from 1 to 9223372036854775807",
         ),
         (
             "POST",

@@ -59,10 +59,12 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let (user, credential) = match presented_key(&parts.headers) {
-            Some(key) => match accounts::user_by_api_key(state.ctx.db(), &key).await? {
-                Some((user, row)) => (user, Credential::Key(row)),
-                None => return Err(ApiError::wrong_api_key()),
-            },
+            Some(key) => {
+                match accounts::user_by_api_key(state.ctx.db(), state.ctx.key_uses(), &key).await? {
+                    Some((user, row)) => (user, Credential::Key(row)),
+                    None => return Err(ApiError::wrong_api_key()),
+                }
+            }
             None => cookie_session(parts, state).await?,
         };
         if user.disabled {

@@ -37,7 +37,7 @@ pub async fn create_user(db: &impl ConnectionTrait, email: &EmailAddress) -> Res
             "{email} is already a mailbox of another user"
         )));
     }
-    if !address_is_free(db, email.as_str()).await? {
+    if !not_ours(db, email.as_str()).await? {
         return Err(DomainError::Conflict(format!(
             "{email} is an alias or reverse alias on this server, not a real mailbox"
         )));
@@ -579,6 +579,11 @@ async fn check_new_alias_address(
 
 /// Not an alias, a reverse alias, a mailbox, nor a deleted alias.
 async fn address_is_free(db: &impl ConnectionTrait, email: &str) -> Result<bool> {
+    Ok(not_ours(db, email).await? && !any_mailbox_at(db, email).await?)
+}
+
+/// Not an alias, a reverse alias, nor a deleted alias: an address that may be a person's.
+async fn not_ours(db: &impl ConnectionTrait, email: &str) -> Result<bool> {
     Ok(alias::Entity::find()
         .filter(alias::Column::Email.eq(email))
         .count(db)
@@ -593,8 +598,7 @@ async fn address_is_free(db: &impl ConnectionTrait, email: &str) -> Result<bool>
             .filter(deleted_alias::Column::Email.eq(email))
             .count(db)
             .await?
-            == 0
-        && !any_mailbox_at(db, email).await?)
+            == 0)
 }
 
 async fn random_alias(
@@ -694,9 +698,10 @@ fn uuid_v4(rng: &mut impl RngCore) -> String {
     )
 }
 
-/// Uses of each key counted in memory since its row was last written.
-static KEY_USES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<i64, i64>>> =
-    std::sync::LazyLock::new(Default::default);
+/// Uses of each API key counted in memory since its row was last written (one per database:
+/// it lives in the [`crate::Context`]).
+#[derive(Default)]
+pub struct KeyUses(std::sync::Mutex<std::collections::HashMap<i64, i64>>);
 
 /// How often a key's `last_used` and `use_count` are written: a read-only request must not
 /// cost a write each time.
@@ -706,6 +711,7 @@ const KEY_USE_WRITE_SECS: i64 = 60;
 /// written at most once a minute per key (with every use counted since).
 pub async fn user_by_api_key(
     db: &impl ConnectionTrait,
+    uses: &KeyUses,
     key: &str,
 ) -> Result<Option<(user::Model, api_key::Model)>> {
     use sea_orm::sea_query::{Expr, ExprTrait};
@@ -722,7 +728,8 @@ pub async fn user_by_api_key(
         .last_used
         .is_none_or(|at| (now - at).num_seconds() >= KEY_USE_WRITE_SECS);
     let uses = {
-        let mut counts = KEY_USES
+        let mut counts = uses
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if due {

@@ -65,6 +65,7 @@ struct Inner {
     wake: Notify,
     deliveries: Arc<Semaphore>,
     password_slots: Semaphore,
+    key_uses: crate::accounts::KeyUses,
     stopping: watch::Sender<bool>,
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
@@ -108,6 +109,7 @@ impl Context {
                 wake: Notify::new(),
                 deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
                 password_slots: Semaphore::new(password_slots()),
+                key_uses: Default::default(),
                 stopping: watch::channel(false).0,
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
@@ -144,6 +146,11 @@ impl Context {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| DomainError::Unavailable(format!("password hashing: {e}")))
+    }
+
+    /// API-key uses not yet written ([`crate::accounts::user_by_api_key`]).
+    pub fn key_uses(&self) -> &crate::accounts::KeyUses {
+        &self.inner.key_uses
     }
 
     pub fn db(&self) -> &DatabaseConnection {

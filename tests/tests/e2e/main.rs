@@ -6,6 +6,7 @@ mod admin;
 mod api;
 mod forward;
 mod gateway;
+mod hardening;
 mod queue;
 mod reply;
 

@@ -744,6 +744,40 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_and_reserved_names() {
+        let s = Settings::from_pairs([
+            ("http.trusted_proxies", "10.0.0.0/8, ::1, 192.0.2.7"),
+            ("accounts.reserved_local_parts", "Postmaster,abuse"),
+            ("accounts.unverified_days", "3"),
+        ])
+        .expect("valid");
+        let nets: Vec<String> = s
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert_eq!(s.accounts.reserved_local_parts, ["postmaster", "abuse"]);
+        assert_eq!(
+            s.accounts.unverified_lifetime,
+            Duration::from_secs(3 * 86_400)
+        );
+        let defaults = Settings::from_pairs([]).expect("valid");
+        assert!(defaults.http.trusted_proxies.is_empty());
+        assert!(
+            defaults
+                .accounts
+                .reserved_local_parts
+                .iter()
+                .any(|r| r == "ssl-admin")
+        );
+        let err =
+            Settings::from_pairs([("http.trusted_proxies", "10.0.0.0/33")]).expect_err("bad cidr");
+        assert_eq!(err.errors[0].key, "http.trusted_proxies");
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let s = Settings::load_from(None, env(&[])).expect("defaults are valid");
         assert_eq!(s.smtp.listen.to_string(), "127.0.0.1:2525");

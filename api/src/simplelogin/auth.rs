@@ -327,14 +327,15 @@ pub async fn reactivate(
     state.per_minute(&format!("signup:{ip}"), |l| l.signup_per_minute)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email").unwrap_or_default();
-    match accounts::find_user(state.ctx.db(), &email).await? {
-        Some(user) if user.disabled => Err(ApiError::bad_request("User is disabled")),
-        Some(user) if !user.activated => {
-            send_activation(&state, &user).await?;
-            Ok(Json(json!({"msg": "User needs to confirm their account"})))
-        }
-        _ => Err(ApiError::bad_request("Something went wrong")),
+    // One answer whatever the address is (unknown, active, disabled, waiting), so it cannot
+    // be probed; only an account waiting for confirmation gets an email.
+    if let Some(user) = accounts::find_user(state.ctx.db(), &email).await?
+        && !user.activated
+        && !user.disabled
+    {
+        send_activation(&state, &user).await?;
     }
+    Ok(Json(json!({"msg": "User needs to confirm their account"})))
 }
 
 /// `Set-Cookie` for a new browser session.

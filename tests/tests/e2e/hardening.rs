@@ -747,6 +747,29 @@ async fn taken_addresses_answer_like_free_ones_and_the_email_says_why() {
         "no way in for the prober"
     );
 
+    // Asking for a new confirmation tells nothing either.
+    let reactivate = |email: &str| {
+        let body = json!({"email": email}).to_string();
+        let addr = server.http();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/auth/reactivate",
+                &[("Content-Type", "application/json")],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let answers: Vec<(u16, Value)> = futures_answers(vec![
+        reactivate("owner@real.test").await,
+        reactivate("nobody@real.test").await,
+        reactivate("fresh@real.test").await,
+    ]);
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    server.sink.wait_for(3, WAIT).await;
+
     // Add-mailbox: someone else's address answers exactly like a free one.
     let add = |email: &str| {
         let body = json!({"email": email}).to_string();
@@ -777,7 +800,7 @@ async fn taken_addresses_answer_like_free_ones_and_the_email_says_why() {
     };
     assert_eq!(shape(&taken), shape(&free));
     assert_eq!(taken.status, 201);
-    server.sink.wait_for(4, WAIT).await;
+    server.sink.wait_for(5, WAIT).await;
     let to_owner = server.sink.for_rcpt("owner@real.test");
     assert!(
         to_owner.iter().any(|m| m
@@ -792,7 +815,7 @@ async fn taken_addresses_answer_like_free_ones_and_the_email_says_why() {
     assert_eq!(squat.status, 201);
     let r = register("victim@real.test").await;
     assert_eq!(r.status, 200);
-    let mails = server.sink.wait_for(6, WAIT).await;
+    let mails = server.sink.wait_for(7, WAIT).await;
     let activation = mails
         .iter()
         .filter(|m| m.rcpts.iter().any(|r| r == "victim@real.test"))
@@ -948,4 +971,8 @@ async fn key_use_is_written_at_most_once_a_minute() {
         .expect("key");
     assert_eq!(row.use_count, 1, "one write for five reads");
     assert!(row.last_used.is_some());
+}
+
+fn futures_answers(replies: Vec<Reply>) -> Vec<(u16, Value)> {
+    replies.into_iter().map(|r| (r.status, r.json)).collect()
 }

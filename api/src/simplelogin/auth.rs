@@ -188,6 +188,8 @@ pub async fn register(
             }),
     };
     if let Some((owner, text)) = taken {
+        // The same work as a sign-up, so the time taken does not tell either.
+        state.ctx.hash_password(&password).await?;
         state
             .ctx
             .send_notice(owner, email.as_str(), "Sign-up attempt", &text)
@@ -602,8 +604,8 @@ async fn tell_password_changed(state: &AppState, user: &user::Model) -> Result<(
     Ok(())
 }
 
-/// `PATCH /api/sudo` `{password}` (or `{mfa_token}` when MFA is on): the calling key or
-/// session may make sensitive calls for five minutes.
+/// `PATCH /api/sudo` `{password}`, or `{mfa_token}` (a TOTP code) when MFA is on: the
+/// calling key or session may make sensitive calls for five minutes.
 #[utoipa::path(
     patch,
     path = "/api/sudo",
@@ -627,17 +629,22 @@ pub async fn sudo(
     let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     let db = state.ctx.db();
-    let proven = match (field("password"), field("mfa_token")) {
-        (Some(password), _) => {
-            state
-                .ctx
-                .verify_password(user.password_hash.as_deref(), &password)
-                .await?
-        }
-        (None, Some(code)) if user.totp_secret.is_some() => {
-            auth::check_totp(db, user, &code, chrono::Utc::now().timestamp()).await?
-        }
-        _ => false,
+    // With MFA on, the proof is a code from the authenticator: a password that leaked with
+    // a key is not enough to turn MFA off.
+    let proven = if user.totp_secret.is_some() {
+        let Some(code) = field("mfa_token") else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Two-factor authentication is on: send mfa_token, a code from your authenticator app",
+            ));
+        };
+        auth::check_totp(db, user, &code, chrono::Utc::now().timestamp()).await?
+    } else {
+        let password = field("password").unwrap_or_default();
+        state
+            .ctx
+            .verify_password(user.password_hash.as_deref(), &password)
+            .await?
     };
     if !proven {
         count_attempt(&state, AttemptScope::Login, &[&subject]).await?;

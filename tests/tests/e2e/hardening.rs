@@ -160,6 +160,18 @@ async fn sudo_with_a_totp_code_when_mfa_is_on() {
     let server = TestServer::start().await;
     let key = user_with_password(&server, "mfa-sudo@real.test").await;
     let secret = server.enable_totp("mfa-sudo@real.test").await;
+    // The password alone no longer proves it: a leaked password and key could turn MFA off.
+    let r = with_key(
+        &server,
+        "PATCH",
+        "/api/sudo",
+        &key,
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.json);
+    let r = with_key(&server, "DELETE", "/api/mfa", &key, None).await;
+    assert_eq!(r.status, 440);
     let now = chrono::Utc::now().timestamp();
     let code = postern_domain::auth::totp_at(&secret, now / 30).expect("code");
     let r = with_key(

@@ -83,13 +83,15 @@ impl RateLimiter {
         };
         let mut w = windows.lock().unwrap_or_else(PoisonError::into_inner);
         let elapsed = now.saturating_duration_since(w.started);
+        let mut expired = Vec::new();
         if elapsed >= period {
             let older = std::mem::take(&mut w.current);
-            w.previous = if elapsed >= period * 2 {
-                HashMap::new()
+            if elapsed >= period * 2 {
+                expired.push(older);
+                expired.push(std::mem::take(&mut w.previous));
             } else {
-                older
-            };
+                expired.push(std::mem::replace(&mut w.previous, older));
+            }
             w.started = now;
         }
         let into_window = now.saturating_duration_since(w.started).as_secs_f64();
@@ -102,7 +104,11 @@ impl RateLimiter {
         let before = f64::from(w.previous.get(key).copied().unwrap_or(0)) * previous_weight;
         let count = w.current.entry(key.to_string()).or_insert(0);
         *count = count.saturating_add(1);
-        before + f64::from(*count) <= f64::from(limit)
+        let allowed = before + f64::from(*count) <= f64::from(limit);
+        // Freeing an expired window's keys happens after the lock is released.
+        drop(w);
+        drop(expired);
+        allowed
     }
 
     #[cfg(test)]

@@ -64,6 +64,9 @@ pub struct LimitSettings {
     /// Alias creations per user.
     pub alias_per_minute: u32,
     pub alias_per_hour: u32,
+    /// Addresses of one inbound message (sender first) that get reverse aliases; the rest
+    /// are left out of the forward's To/Cc, so no contact is created for them.
+    pub contacts_per_message: usize,
 }
 
 #[derive(Clone)]
@@ -460,6 +463,7 @@ impl Reader<'_> {
             reset_per_minute: per(self, "limits.reset_per_minute", 2),
             alias_per_minute: per(self, "limits.alias_per_minute", 5),
             alias_per_hour: per(self, "limits.alias_per_hour", 50),
+            contacts_per_message: self.positive("limits.contacts_per_message", 100),
         };
         Settings {
             data_dir,

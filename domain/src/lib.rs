@@ -21,6 +21,7 @@ pub mod message;
 pub mod outbound;
 pub mod pipeline;
 pub mod rewrite;
+pub mod scrub;
 pub mod secrets;
 pub mod suffix;
 pub mod verp;

@@ -16,7 +16,26 @@ pub struct ParsedMessage {
     pub failure_report: bool,
 }
 
+/// How a repaired message names a sender it was not given: never like an authenticated one.
+pub const UNVERIFIED_SENDER: &str = "Unverified sender (the message had no From header)";
+
+/// Who sent a message and when, for [`ParsedMessage::receive`] to repair what is missing.
+pub struct Arrival<'a> {
+    /// The envelope sender, "" for the null sender.
+    pub mail_from: &'a str,
+    /// The domain of a Message-ID we add (the reply domain, as for our other ids).
+    pub id_domain: &'a str,
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+}
+
 impl ParsedMessage {
+    /// A message as received over SMTP: accepted as liberally as an MTA would, and repaired
+    /// where forwarding needs it (see [`repair`]), then parsed.
+    pub fn receive(raw: Vec<u8>, arrival: &Arrival) -> Result<Self> {
+        Self::parse(repair(raw, arrival)?)
+    }
+
     /// Parses `raw` (line endings normalised to CRLF first). Refuses content that no server
     /// could pass on.
     pub fn parse(raw: Vec<u8>) -> Result<Self> {
@@ -80,6 +99,128 @@ pub fn normalize_line_endings(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Makes what a liberal MTA accepts into a message forwarding can work with:
+/// - an mbox `From ` separator on the first line is removed;
+/// - the first line that is neither a header field nor a continuation starts the body (a
+///   message with no header section at all is all body);
+/// - a missing `From` is made from the envelope sender, with a display name saying it is
+///   unverified ([`UNVERIFIED_SENDER`]); a missing `Date` and `Message-ID` are added.
+///
+/// Only an empty message is refused: there is nothing to pass on.
+pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
+    let raw = match normalize_line_endings(&raw) {
+        Cow::Borrowed(_) => raw,
+        Cow::Owned(normalized) => normalized,
+    };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(DomainError::MalformedMessage("the message is empty".into()));
+    }
+    let mut start = 0;
+    if raw.starts_with(b"From ") && !is_field_line(first_line(&raw)) {
+        start = first_line(&raw).len() + 2;
+    }
+    // Find where the header section ends, and whether a separator line is there.
+    let mut pos = start;
+    let mut fields = 0usize;
+    let mut has_separator = false;
+    let (mut has_from, mut has_date, mut has_id) = (false, false, false);
+    while pos < raw.len() {
+        let line = first_line(&raw[pos..]);
+        if line.is_empty() {
+            has_separator = true;
+            break;
+        }
+        let continues = matches!(line.first(), Some(b' ' | b'\t')) && fields > 0;
+        if !continues {
+            if !is_field_line(line) {
+                break;
+            }
+            fields += 1;
+            let name = field_name(line);
+            has_from |= name.eq_ignore_ascii_case(b"From");
+            has_date |= name.eq_ignore_ascii_case(b"Date");
+            has_id |= name.eq_ignore_ascii_case(b"Message-ID");
+        }
+        pos += line.len() + 2;
+        if pos > raw.len() {
+            pos = raw.len();
+        }
+    }
+    let mut added = Vec::new();
+    if !has_from && !arrival.mail_from.is_empty() {
+        let address: String = arrival
+            .mail_from
+            .chars()
+            .filter(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>'))
+            .collect();
+        added
+            .extend_from_slice(format!("From: \"{UNVERIFIED_SENDER}\" <{address}>\r\n").as_bytes());
+    }
+    if !has_date {
+        added.extend_from_slice(
+            format!("Date: {}\r\n", rewrite::rfc5322_date(arrival.now)).as_bytes(),
+        );
+    }
+    if !has_id {
+        added.extend_from_slice(
+            format!(
+                "Message-ID: <{}@{}>\r\n",
+                crate::flow::notice::new_token(),
+                arrival.id_domain
+            )
+            .as_bytes(),
+        );
+    }
+    if start == 0 && added.is_empty() && has_separator {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + added.len() + 2);
+    let head = raw.get(start..pos).unwrap_or_default();
+    out.extend_from_slice(head);
+    if !head.is_empty() && !head.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&added);
+    if !has_separator {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(raw.get(pos..).unwrap_or_default());
+    Ok(out)
+}
+
+/// The first line of `bytes`, without its CRLF.
+fn first_line(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// `name:` with a name of printable ASCII other than the colon (RFC 5322 ftext), optionally
+/// followed by spaces before the colon (obsolete syntax).
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = field_name(line);
+    !name.is_empty()
+        && name.iter().all(|b| (33..=126).contains(b))
+        && line[name.len()..colon]
+            .iter()
+            .all(|b| *b == b' ' || *b == b'\t')
+}
+
+fn field_name(line: &[u8]) -> &[u8] {
+    let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+    let name = &line[..colon];
+    let trimmed = name
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(0, |i| i + 1);
+    &name[..trimmed]
+}
+
 /// A delivery status notification that reports a failure (RFC 3464 `Action: failed`).
 fn is_failure_report(raw: &[u8]) -> bool {
     let head = &raw[..raw.len().min(256 * 1024)];
@@ -133,5 +274,72 @@ mod tests {
     fn content_without_headers_is_malformed() {
         let err = ParsedMessage::parse(b"just text\r\n".to_vec()).expect_err("malformed");
         assert!(matches!(err, DomainError::MalformedMessage(_)));
+    }
+
+    fn arrival() -> Arrival<'static> {
+        Arrival {
+            mail_from: "bob@ext.test",
+            id_domain: "reply.test",
+            now: 1_796_000_000,
+        }
+    }
+
+    fn repaired(raw: &[u8]) -> String {
+        String::from_utf8(repair(raw.to_vec(), &arrival()).expect("accepted")).expect("utf-8")
+    }
+
+    #[test]
+    fn what_an_mta_accepts_is_repaired_not_refused() {
+        // No header section at all.
+        let out = repaired(b"just text\r\nand more\r\n");
+        assert!(
+            out.starts_with(&format!(
+                "From: \"{UNVERIFIED_SENDER}\" <bob@ext.test>\r\nDate: "
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains("\r\nMessage-ID: <") && out.ends_with("\r\n\r\njust text\r\nand more\r\n"),
+            "{out}"
+        );
+        // No blank line between headers and body.
+        let out = repaired(b"From: a@ext.test\r\nSubject: hi\r\nthis is the body\r\n");
+        assert!(out.contains("Subject: hi\r\nDate: "), "{out}");
+        assert!(out.ends_with("\r\n\r\nthis is the body\r\n"), "{out}");
+        assert!(!out.contains("Unverified"), "{out}");
+        // An mbox separator first.
+        let out = repaired(b"From bob@ext.test Sat Jan  1 12:00:00 2026\nFrom: a@ext.test\nDate: x\nMessage-ID: <1@x>\n\nbody\n");
+        assert_eq!(
+            out,
+            "From: a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n"
+        );
+        // Headers only.
+        let out = repaired(b"From: a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>");
+        assert_eq!(
+            out,
+            "From: a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\n"
+        );
+        // Obsolete `From :` is a header, not an mbox line.
+        let out = repaired(b"From : a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\nb\r\n");
+        assert_eq!(
+            out,
+            "From : a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\nb\r\n"
+        );
+        // A complete message is untouched.
+        let full = b"From: a@ext.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n";
+        assert_eq!(repaired(full).as_bytes(), full);
+        for (raw, _) in [(b"".as_slice(), ()), (b"\r\n\r\n", ())] {
+            assert!(repair(raw.to_vec(), &arrival()).is_err());
+        }
+        // Every repaired message parses.
+        for raw in [
+            b"x".as_slice(),
+            b"::::\r\n",
+            b"\x00\x01\x02",
+            b" leading space\r\n",
+        ] {
+            let out = repair(raw.to_vec(), &arrival()).expect("accepted");
+            ParsedMessage::parse(out).expect("parses after repair");
+        }
     }
 }

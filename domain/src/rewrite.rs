@@ -25,6 +25,9 @@ pub enum Role {
     ReplyTo,
     To,
     Cc,
+    /// An address a mail client may write to on the owner's behalf: read receipts,
+    /// follow-ups, errors, and the mailto: links of mailing-list fields.
+    Client,
 }
 
 /// Header facts the caller needs before rewriting.
@@ -134,6 +137,29 @@ const REPLY_DROP: &str = "Received Received-SPF User-Agent X-Mailer Reply-To Ret
     X-Postern- X-Originating- X-Forwarded- X-MS- X-Microsoft- X-Google- X-Gm- X-Mozilla- \
     X-Authenticated- Resent- Message-ID";
 
+/// Fields naming an address the owner's mail client may write to by itself (a read receipt,
+/// a follow-up, an error report). In a forward each address becomes its reverse alias, or
+/// is removed when it has none: the client must never write to it from the real mailbox.
+const CLIENT_ADDRESS_FIELDS: [&str; 6] = [
+    "Mail-Reply-To",
+    "Mail-Followup-To",
+    "Disposition-Notification-To",
+    "Return-Receipt-To",
+    "X-Confirm-Reading-To",
+    "Errors-To",
+];
+
+/// RFC 2369 list fields, lists of `<URI>`: a client's Unsubscribe/Post/Help button writes to
+/// their mailto: URIs. In a forward those go through reverse aliases; web links are kept
+/// (and `List-Unsubscribe-Post`, RFC 8058 one-click, with them).
+const LIST_URI_FIELDS: [&str; 5] = [
+    "List-Unsubscribe",
+    "List-Post",
+    "List-Help",
+    "List-Subscribe",
+    "List-Owner",
+];
+
 /// Longest display name (in chars) we put in a generated header.
 const MAX_NAME_CHARS: usize = 128;
 /// Longest single token we emit; keeps every generated line under 998 octets.
@@ -182,6 +208,28 @@ impl Field<'_> {
         parse_value("Subject", self.value)
             .and_then(|v| v.as_text().map(clean))
             .unwrap_or_default()
+    }
+
+    /// The name of this field if it is one of `names` (in their canonical spelling).
+    fn one_of<const N: usize>(&self, names: &[&'static str; N]) -> Option<&'static str> {
+        names.iter().copied().find(|n| self.is(n))
+    }
+
+    /// The URIs of a list field (`<uri>, <uri>`); `None` for a value such as `NO`.
+    fn uris(&self) -> Option<Vec<String>> {
+        let value: String = String::from_utf8_lossy(self.value)
+            .chars()
+            .filter(|c| *c != '\r' && *c != '\n')
+            .collect();
+        let mut uris = Vec::new();
+        let mut rest = value.as_str();
+        while let Some(start) = rest.find('<') {
+            let after = rest.get(start + 1..)?;
+            let end = after.find('>')?;
+            uris.push(after.get(..end)?.trim().to_string());
+            rest = after.get(end + 1..)?;
+        }
+        (!uris.is_empty()).then_some(uris)
     }
 
     fn ids(&self, canon: &str) -> Vec<String> {
@@ -559,6 +607,50 @@ fn first_from(parts: &Parts) -> Option<Mailbox> {
         .find_map(|f| f.mailboxes("From").into_iter().next())
 }
 
+/// The addresses of a `mailto:` URI and the query after them (`?subject=…`, or "").
+fn mailto(uri: &str) -> Option<(Vec<Mailbox>, String)> {
+    let rest = uri
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("mailto:"))
+        .and_then(|_| uri.get(7..))?;
+    let (to, query) = rest.split_once('?').map_or((rest, ""), |(t, q)| (t, q));
+    let decoded = percent_decode(to);
+    let addresses = decoded
+        .split(',')
+        .filter_map(normalize_address)
+        .map(|address| Mailbox {
+            name: None,
+            address,
+        })
+        .collect();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", clean_token(query))
+    };
+    Some((addresses, query))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Collects header facts; never fails (garbage in → mostly empty [`Inspection`]).
 pub fn inspect(raw: &[u8]) -> Inspection {
     let mut ins = Inspection::default();
@@ -585,6 +677,24 @@ pub fn inspect(raw: &[u8]) -> Inspection {
                         .map(|id| clean_token(id))
                         .filter(|id| !id.is_empty())
                         .collect();
+                }
+                continue;
+            }
+            _ if field.one_of(&CLIENT_ADDRESS_FIELDS).is_some() => {
+                for mailbox in field.mailboxes("Reply-To") {
+                    if seen.insert((Role::Client, mailbox.address.to_lowercase())) {
+                        ins.addresses.push((Role::Client, mailbox));
+                    }
+                }
+                continue;
+            }
+            _ if field.one_of(&LIST_URI_FIELDS).is_some() => {
+                for uri in field.uris().unwrap_or_default() {
+                    for mailbox in mailto(&uri).map(|(m, _)| m).unwrap_or_default() {
+                        if seen.insert((Role::Client, mailbox.address.to_lowercase())) {
+                            ins.addresses.push((Role::Client, mailbox));
+                        }
+                    }
                 }
                 continue;
             }
@@ -688,8 +798,52 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
     out.extend(header_line("X-Postern-Alias", &clean_token(&alias)));
 
     let mut from_done = false;
+    let mut omitted = 0usize;
+    let reverse_of = |m: &Mailbox| {
+        ctx.reverse_aliases
+            .get(&m.address.to_lowercase())
+            .map(|rev| reverse_alias_display_as(m, rev, ctx.sender_format))
+    };
     for field in &parts.fields {
         if field.is_in(FORWARD_DROP) {
+            continue;
+        }
+        if let Some(name) = field.one_of(&CLIENT_ADDRESS_FIELDS) {
+            let items: Vec<String> = field
+                .mailboxes("Reply-To")
+                .iter()
+                .filter_map(reverse_of)
+                .collect();
+            if !items.is_empty() {
+                out.extend(header_line(name, &items.join(", ")));
+            }
+            continue;
+        }
+        if let Some(name) = field.one_of(&LIST_URI_FIELDS) {
+            match field.uris() {
+                Some(uris) if uris.iter().any(|u| mailto(u).is_some()) => {
+                    let kept: Vec<String> = uris
+                        .iter()
+                        .filter_map(|uri| match mailto(uri) {
+                            Some((addresses, query)) => {
+                                let revs = addresses
+                                    .iter()
+                                    .map(|m| ctx.reverse_aliases.get(&m.address.to_lowercase()))
+                                    .collect::<Option<Vec<_>>>()
+                                    .filter(|r| !r.is_empty())?;
+                                let revs: Vec<String> =
+                                    revs.iter().map(|r| clean_token(r)).collect();
+                                Some(format!("<mailto:{}{query}>", revs.join(",")))
+                            }
+                            None => Some(format!("<{}>", clean_token(uri))),
+                        })
+                        .collect();
+                    if !kept.is_empty() {
+                        out.extend(header_line(name, &kept.join(", ")));
+                    }
+                }
+                _ => copy_field(&mut out, field),
+            }
             continue;
         }
         match canonical(field) {
@@ -713,9 +867,9 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
                         if key == alias {
                             Some(name_addr(m.name.as_deref(), &m.address))
                         } else {
-                            ctx.reverse_aliases
-                                .get(&key)
-                                .map(|rev| reverse_alias_display_as(&m, rev, ctx.sender_format))
+                            let shown = reverse_of(&m);
+                            omitted += usize::from(shown.is_none());
+                            shown
                         }
                     })
                     .collect();
@@ -728,6 +882,14 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
     }
     if !from_done {
         out.extend_from_slice(&from_line);
+    }
+    if omitted > 0 {
+        // Reply-all must never reach someone without a reverse alias: they are left out,
+        // and the owner is told how many.
+        out.extend(header_line(
+            "X-Postern-Omitted-Recipients",
+            &format!("{omitted} address(es) left out of To/Cc/Reply-To: no reverse alias"),
+        ));
     }
     if !parts.fields.iter().any(|f| f.is("Date")) {
         out.extend(header_line("Date", &rfc5322_date(now)));
@@ -806,7 +968,7 @@ pub fn rewrite_reply(raw: &[u8], ctx: &ReplyContext) -> Result<Vec<u8>, RewriteE
 }
 
 /// `Thu, 01 Jan 1970 00:00:00 +0000` for seconds since the Unix epoch (UTC).
-fn rfc5322_date(secs: u64) -> String {
+pub fn rfc5322_date(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -989,7 +1151,7 @@ mod tests {
             In-Reply-To: <orig-1@real.test>\r\n\
             References: <thread-0@ext.test> <orig-1@real.test>\r\n\
             MIME-Version: 1.0\r\n\
-            List-Unsubscribe: <mailto:unsub@ext.test>\r\n\
+            List-Unsubscribe: <mailto:ra-unsub@reply.test>\r\n\
             X-Campaign: 42\r\n\
             Content-Type: multipart/mixed; boundary=\"outer\"\r\n";
         assert_eq!(head, expected);
@@ -1012,6 +1174,7 @@ mod tests {
                 (Role::To, "shop@alias.test"),
                 (Role::Cc, "friend@other.test"),
                 (Role::ReplyTo, "support@ext.test"),
+                (Role::Client, "unsub@ext.test"),
             ]
         );
         assert_eq!(ins.message_id.as_deref(), Some("order-1@ext.test"));

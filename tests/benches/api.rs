@@ -1,5 +1,6 @@
-//! API speed: random-alias creation requests per second, and `GET /api/v2/aliases` latency for
-//! a user with 100,000 aliases (first page and a deep page), over real HTTP on loopback.
+//! API speed: random-alias creation requests per second, `GET /api/v2/aliases` latency for
+//! a user with 100,000 aliases (first page and a deep page), and logins per second (argon2id)
+//! with the latency of other requests during that login flood, over real HTTP on loopback.
 //!
 //!   cargo bench -p postern-tests --bench api [-- ALIASES REQUESTS]
 //!
@@ -81,6 +82,8 @@ async fn main() {
         requests as f64 / elapsed.as_secs_f64()
     );
 
+    login_flood(&server, &key, requests).await;
+
     for (label, path) in [
         ("first page", "/api/v2/aliases?page_id=0".to_string()),
         ("page 2500", "/api/v2/aliases?page_id=2500".to_string()),
@@ -102,4 +105,57 @@ async fn main() {
             p(0.99)
         );
     }
+}
+
+/// `logins` logins from 16 concurrent clients, while one more client measures
+/// `GET /api/user_info`: password hashing must not stall the rest of the API.
+async fn login_flood(server: &TestServer, key: &str, logins: usize) {
+    server
+        .set_password("bench@real.test", "a long passphrase")
+        .await;
+    let addr = server.http();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            tokio::spawn(async move {
+                for n in 0..logins / 16 {
+                    let body = format!(
+                        r#"{{"email": "bench@real.test", "password": "a long passphrase", "device": "d{c}-{n}"}}"#
+                    );
+                    let r = http(
+                        addr,
+                        "POST",
+                        "/api/auth/login",
+                        &[("Content-Type", "application/json")],
+                        Some(&body),
+                    )
+                    .await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            })
+        })
+        .collect();
+    let auth = [("Authentication", key)];
+    let mut times = Vec::new();
+    while clients.iter().any(|c| !c.is_finished()) {
+        let t = Instant::now();
+        let r = http(addr, "GET", "/api/user_info", &auth, None).await;
+        times.push(t.elapsed());
+        assert_eq!(r.status, 200);
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+    let elapsed = started.elapsed();
+    let done = logins / 16 * 16;
+    times.sort();
+    let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "POST /api/auth/login: {:.0} logins/s ({done} from 16 clients, {elapsed:.2?}); \
+         GET /api/user_info meanwhile: p50 {:.2?}  p99 {:.2?}  ({} requests)",
+        done as f64 / elapsed.as_secs_f64(),
+        p(0.50),
+        p(0.99),
+        times.len()
+    );
 }

@@ -38,7 +38,9 @@ pub fn sender(message: &ParsedMessage, mail_from: &str, reply_domain: &str) -> M
         })
 }
 
-/// Everyone a forward names who gets a reverse alias, sender first, each once (lowercased).
+/// Everyone a forward names who gets a reverse alias, sender first, each once (lowercased),
+/// at most `limits.contacts_per_message` of them: a message with 50,000 Cc addresses must
+/// not create 50,000 contacts.
 /// The sender gets one even on our own domains: the owner's answer must go back through the
 /// reply flow, never straight from the mailbox. Others on our domains, and the alias, do not.
 fn correspondents(
@@ -51,7 +53,11 @@ fn correspondents(
         name: sender.name.clone(),
         address: sender.address.to_lowercase(),
     }];
+    let bound = ctx.settings().limits.contacts_per_message.max(1);
     for (_, mb) in &message.inspection.addresses {
+        if out.len() >= bound {
+            break;
+        }
         let address = mb.address.to_lowercase();
         if address == route.alias.email
             || out.iter().any(|m| m.address == address)

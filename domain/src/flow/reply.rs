@@ -11,6 +11,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::notice::{Notice, NoticeKind};
 use super::{ContactRef, NewActivity, NewMessageId, Plan, Thread, cpu, domain_of, thread_ids};
+use crate::accounts;
 use crate::context::Context;
 use crate::delivery::Source;
 use crate::delivery::queue::NewDelivery;
@@ -18,6 +19,7 @@ use crate::message::ParsedMessage;
 use crate::pipeline::decide::{Decision, RefuseReason};
 use crate::pipeline::resolve::{self, Recipient};
 use crate::rewrite::{self, Mailbox, ReplyContext, RewriteError};
+use crate::scrub::Scrubber;
 use crate::{DomainError, Result};
 
 /// The reverse aliases among a reply's To/Cc addresses, with their contacts.
@@ -151,6 +153,17 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
         Thread::OriginalToOurs,
     )
     .await?;
+    // Everything that would name the owner: every mailbox of theirs and the account address.
+    let mut owner_addresses: Vec<String> = accounts::user_mailboxes(ctx.db(), route.alias.user_id)
+        .await?
+        .into_iter()
+        .map(|m| m.email)
+        .collect();
+    owner_addresses.extend(
+        accounts::find_user_by_id(ctx.db(), route.alias.user_id)
+            .await?
+            .map(|u| u.email),
+    );
     let ctx = ctx.clone();
     cpu(move || {
         let alias = &route.alias;
@@ -175,9 +188,11 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             }
             Err(e) => return Err(DomainError::MalformedMessage(e.to_string())),
         };
-        // Quoted text and signatures can carry the mailbox address too: it becomes the alias.
-        let rewritten =
-            replace_ignore_ascii_case(&rewritten, mailbox.as_bytes(), alias.email.as_bytes());
+        // Quoted text, signatures, encoded parts and attached messages can carry the owner's
+        // addresses too: each becomes the alias.
+        owner_addresses.push(mailbox.clone());
+        let scrubber = Scrubber::new(owner_addresses.iter().map(String::as_str), &alias.email);
+        let rewritten = scrubber.message(&rewritten);
         ctx.signers().sign(alias_domain, &rewritten)
     })
     .await
@@ -187,39 +202,5 @@ fn mailbox_of(c: &contact::Model) -> Mailbox {
     Mailbox {
         name: c.name.clone(),
         address: c.email.clone(),
-    }
-}
-
-/// Replaces every ASCII-case-insensitive occurrence of `needle`.
-pub fn replace_ignore_ascii_case(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() {
-        return haystack.to_vec();
-    }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack.len() - i >= needle.len()
-            && haystack[i..i + needle.len()].eq_ignore_ascii_case(needle)
-        {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mailbox_address_is_replaced_whatever_its_case() {
-        let out = super::replace_ignore_ascii_case(
-            b"Me@Real.test wrote: <me@real.test>",
-            b"me@real.test",
-            b"shop@alias.test",
-        );
-        assert_eq!(out, b"shop@alias.test wrote: <shop@alias.test>");
     }
 }

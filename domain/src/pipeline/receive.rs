@@ -7,7 +7,7 @@ use crate::context::Context;
 use crate::delivery::{self, Source};
 use crate::envelope::Envelope;
 use crate::flow::{self, Plan, forward, reply};
-use crate::message::ParsedMessage;
+use crate::message::{Arrival, ParsedMessage};
 use crate::pipeline::decide::{self, RcptDecision};
 use crate::pipeline::resolve::{self, Recipient};
 use crate::{DomainError, Result};
@@ -51,11 +51,25 @@ pub async fn receive(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Receip
 }
 
 async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Result<String> {
-    // 1. Parse once.
-    let message = if raw.len() > PARSE_INLINE_MAX {
-        flow::cpu(move || ParsedMessage::parse(raw)).await?
+    // 1. Repair what forwarding needs, and parse once.
+    let raw_len = raw.len();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mail_from = envelope.mail_from.clone();
+    let id_domain = ctx.settings().mail.reply_domain.clone();
+    let parse = move || {
+        let arrival = Arrival {
+            mail_from: &mail_from,
+            id_domain: &id_domain,
+            now,
+        };
+        ParsedMessage::receive(raw, &arrival)
+    };
+    let message = if raw_len > PARSE_INLINE_MAX {
+        flow::cpu(parse).await?
     } else {
-        ParsedMessage::parse(raw)?
+        parse()?
     };
     let source = Arc::new(Source {
         message,

@@ -66,3 +66,48 @@ fn find_or_install() -> PathBuf {
     );
     python
 }
+
+/// Verifies every DKIM signature of `message` for `domain` with dkimpy, against the TXT records
+/// `postern domain dns` prints. `Ok(report)` when all verify.
+pub async fn verify_dkim(
+    server: &crate::harness::TestServer,
+    message: &[u8],
+    domain: &str,
+) -> Result<String, String> {
+    use postern::cli::{Command as Cli, DomainCommand};
+    let dns = server
+        .cli(Cli::Domain(DomainCommand::Dns {
+            domain: domain.into(),
+        }))
+        .await?;
+    let mut args = Vec::new();
+    for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
+        let (name, rest) = line
+            .split_once(". IN TXT ")
+            .ok_or_else(|| format!("not a TXT line: {line}"))?;
+        let value: String = rest.split('"').skip(1).step_by(2).collect();
+        args.push("--txt".to_string());
+        args.push(format!("{name}={value}"));
+    }
+    let eml = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(eml.path(), message).map_err(|e| e.to_string())?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/dkim_verify.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(eml.path())
+        .args(&args)
+        .arg("--domain")
+        .arg(domain)
+        .output()
+        .map_err(|e| format!("run dkim_verify.py: {e}"))?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}

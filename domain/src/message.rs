@@ -25,6 +25,8 @@ pub struct Arrival<'a> {
     pub mail_from: &'a str,
     /// The domain of a Message-ID we add (the reply domain, as for our other ids).
     pub id_domain: &'a str,
+    /// Our `Received` field (folded, without the final CRLF), put on top.
+    pub received: Option<&'a str>,
     /// Seconds since the Unix epoch.
     pub now: u64,
 }
@@ -171,10 +173,15 @@ pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
             .as_bytes(),
         );
     }
-    if start == 0 && added.is_empty() && has_separator {
+    let received = arrival.received.unwrap_or_default();
+    if start == 0 && added.is_empty() && has_separator && received.is_empty() {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(raw.len() + added.len() + 2);
+    let mut out = Vec::with_capacity(raw.len() + added.len() + received.len() + 4);
+    if !received.is_empty() {
+        out.extend_from_slice(received.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let head = raw.get(start..pos).unwrap_or_default();
     out.extend_from_slice(head);
     if !head.is_empty() && !head.ends_with(b"\r\n") {
@@ -186,6 +193,24 @@ pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
     }
     out.extend_from_slice(raw.get(pos..).unwrap_or_default());
     Ok(out)
+}
+
+/// How many `Received` fields the header section has (bare LF line ends count too).
+pub fn count_received(raw: &[u8]) -> usize {
+    let mut count = 0;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line
+            .get(..9)
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"received:"))
+        {
+            count += 1;
+        }
+    }
+    count
 }
 
 /// The first line of `bytes`, without its CRLF.
@@ -280,6 +305,7 @@ mod tests {
         Arrival {
             mail_from: "bob@ext.test",
             id_domain: "reply.test",
+            received: None,
             now: 1_796_000_000,
         }
     }

@@ -124,8 +124,9 @@ pub struct ReplyContext<'a> {
     pub map_ids: &'a HashMap<String, String>,
 }
 
-/// Fields dropped from forwarded mail; case-insensitive, a trailing `-` means prefix.
-const FORWARD_DROP: &str = "Received DKIM-Signature Return-Path Authentication-Results Delivered-To \
+/// Fields dropped from forwarded mail; case-insensitive, a trailing `-` means prefix. The
+/// upstream `Received` fields stay, under our own, so hops can be counted.
+const FORWARD_DROP: &str = "DKIM-Signature Return-Path Authentication-Results Delivered-To \
     Sender X-Original-To ARC- X-Postern-";
 
 /// Fields dropped from replies: anything that can carry the owner's mailbox address, the
@@ -1141,6 +1142,8 @@ mod tests {
         let expected = "X-Postern-Original-From: Shop Team <News@EXT.test>\r\n\
             X-Postern-Envelope-From: bounce@ext.test\r\n\
             X-Postern-Alias: shop@alias.test\r\n\
+            Received: from mx.ext.test (mx.ext.test [203.0.113.5])\r\n\
+            \tby mx.alias.test with ESMTPS id 1; Mon, 1 Jan 2024 10:00:00 +0000\r\n\
             From: \"Shop Team - News at ext.test\" <ra-news@reply.test>\r\n\
             To: \"Me\" <shop@alias.test>\r\n\
             Cc: \"friend at other.test\" <ra-friend@reply.test>\r\n\
@@ -1484,6 +1487,7 @@ mod tests {
             X-Postern-Alias: shop@alias.test\r\n\
             From: \"Lf - lf at ext.test\" <ra-lf@reply.test>\r\n\
             To: <shop@alias.test>\r\n\
+            Received: from x\n by y\n\
             Subject: unix\n\
             Date: Tue, 2 Jan 2024 10:00:00 +0000\n\
             \nline one\nline two\n";

@@ -260,6 +260,11 @@ impl From<&Receipt> for Reply {
             Receipt::Accepted { queue_id } => Reply::queued(queue_id),
             Receipt::TemporaryFailure => Reply::temp_failure(),
             Receipt::Malformed(_) => Reply::malformed_message(),
+            Receipt::Loop { hops } => Reply::new(
+                554,
+                "5.4.6",
+                format!("Too many hops ({hops}): the message is in a mail loop"),
+            ),
         }
     }
 }

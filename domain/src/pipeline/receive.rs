@@ -24,6 +24,34 @@ pub enum Receipt {
     TemporaryFailure,
     /// The content cannot be passed on as it is.
     Malformed(String),
+    /// More `Received` fields than [`MAX_HOPS`]: the message is going round in a loop.
+    Loop { hops: usize },
+}
+
+/// The most `Received` fields a message may arrive with (RFC 5321 6.3 asks for a limit).
+pub const MAX_HOPS: usize = 30;
+
+/// Our trace field: `Received: from <helo> ([ip]) by <hostname> with ESMTP[S]; <date>`, the
+/// client's HELO name reduced to characters a host name may have.
+fn received_line(envelope: &Envelope, hostname: &str, now: u64) -> String {
+    let helo: String = envelope
+        .helo
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(*c))
+        .take(255)
+        .collect();
+    let helo = if helo.is_empty() { "unknown" } else { &helo };
+    let with = match (envelope.tls, envelope.smtputf8) {
+        (true, true) => "UTF8SMTPS",
+        (true, false) => "ESMTPS",
+        (false, true) => "UTF8SMTP",
+        (false, false) => "ESMTP",
+    };
+    format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (Postern) with {with};\r\n\t{date}",
+        ip = envelope.remote_ip,
+        date = crate::rewrite::rfc5322_date(now)
+    )
 }
 
 /// Decides one `RCPT TO` of `envelope`.
@@ -40,6 +68,10 @@ pub async fn check_rcpt(ctx: &Context, envelope: &Envelope, rcpt: &str) -> RcptD
 /// Takes one message for the envelope's accepted recipients. `Accepted` only once the
 /// commit that holds everything it produced is durable.
 pub async fn receive(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Receipt {
+    let hops = crate::message::count_received(&raw);
+    if hops >= MAX_HOPS {
+        return Receipt::Loop { hops: hops + 1 };
+    }
     match receive_inner(ctx, envelope, raw).await {
         Ok(queue_id) => Receipt::Accepted { queue_id },
         Err(DomainError::MalformedMessage(why)) => Receipt::Malformed(why),
@@ -58,10 +90,12 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         .map_or(0, |d| d.as_secs());
     let mail_from = envelope.mail_from.clone();
     let id_domain = ctx.settings().mail.reply_domain.clone();
+    let received = received_line(envelope, &ctx.settings().mail.hostname, now);
     let parse = move || {
         let arrival = Arrival {
             mail_from: &mail_from,
             id_domain: &id_domain,
+            received: Some(&received),
             now,
         };
         ParsedMessage::receive(raw, &arrival)

@@ -42,7 +42,14 @@ async fn forward_rewrites_from_keeps_body_and_signs_twice() {
             .expect("orig from")
             .contains("bob@ext.test")
     );
-    assert!(m.header("Received").is_none(), "Received must be dropped");
+    // Our trace field on top of the upstream ones, which stay so hops can be counted.
+    let text = m.text();
+    assert_eq!(text.matches("\r\nReceived: ").count(), 2, "{text}");
+    let ours = m.header("Received").expect("our Received");
+    assert!(
+        ours.contains("by mx.alias.test (Postern) with ESMTP"),
+        "{ours}"
+    );
     let text = m.text();
     assert!(
         !text.contains("d=ext.test"),

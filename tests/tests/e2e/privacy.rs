@@ -320,3 +320,41 @@ async fn one_message_creates_a_bounded_number_of_contacts() {
     };
     assert_eq!(contacts, 20);
 }
+
+#[tokio::test]
+async fn a_message_past_thirty_hops_is_a_loop() {
+    let (server, alias) = server_with_alias().await;
+    let with_hops = |n: usize| {
+        let mut raw = String::new();
+        for i in 0..n {
+            raw.push_str(&format!(
+                "Received: from hop{i}.ext.test by hop{}.ext.test\r\n",
+                i + 1
+            ));
+        }
+        raw.push_str(&format!(
+            "From: bob@ext.test\r\nTo: {alias}\r\nSubject: hops {n}\r\n\r\nx\r\n"
+        ));
+        raw
+    };
+    let r = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        with_hops(30).as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("554 5.4.6"), "{r}");
+    let r = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        with_hops(29).as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text().matches("Received: ").count(), 30);
+    assert_eq!(got[0].header("Subject").as_deref(), Some("hops 29"));
+}

@@ -198,12 +198,37 @@ impl Signers {
             .ed25519
             .sign(message)
             .map_err(|e| DomainError::Crypto(e.to_string()))?;
-        let rsa = rsa.to_header();
-        let ed = ed.to_header();
+        let rsa = tidy_signature(rsa.to_header());
+        let ed = tidy_signature(ed.to_header());
         let mut out = Vec::with_capacity(rsa.len() + ed.len() + message.len());
         out.extend_from_slice(ed.as_bytes());
         out.extend_from_slice(rsa.as_bytes());
         out.extend_from_slice(message);
         Ok(out)
+    }
+}
+
+/// mail-auth can fold the header right after the `b=` value, leaving `…==\r\n\t;`. That
+/// folding whitespace lies outside the tag value, so a verifier keeps it when it blanks `b=`,
+/// while the signature was computed over `b=;`: RFC 6376 verifiers (dkimpy) then fail. The
+/// whitespace goes, and the header reads as it was signed.
+fn tidy_signature(header: String) -> String {
+    match header.strip_suffix("\r\n\t;\r\n") {
+        Some(head) => format!("{head};\r\n"),
+        None => header,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn folding_whitespace_after_the_signature_value_goes() {
+        let folded = "DKIM-Signature: v=1; a=ed25519-sha256; b=AAAA\r\n\tBBBB==\r\n\t;\r\n";
+        assert_eq!(
+            super::tidy_signature(folded.to_string()),
+            "DKIM-Signature: v=1; a=ed25519-sha256; b=AAAA\r\n\tBBBB==;\r\n"
+        );
+        let fine = "DKIM-Signature: v=1; b=AAAA;\r\n";
+        assert_eq!(super::tidy_signature(fine.to_string()), fine);
     }
 }

@@ -170,3 +170,90 @@ async fn a_forward_without_message_id_gets_one() {
     assert!(id.starts_with('<') && id.ends_with("@reply.test>"), "{id}");
     assert!(got[0].header("Date").is_some(), "a Date was added");
 }
+
+/// One message of the signature corpus: bit `i` picks its optional parts, so the signed
+/// header list, the folding and the body vary from one to the next.
+fn corpus_message(i: usize, alias: &str) -> String {
+    let bit = |n: usize| i >> n & 1 == 1;
+    let mut m = String::new();
+    for hop in 0..(i % 4) {
+        m.push_str(&format!(
+            "Received: from hop{hop}.ext.test by hop{}.ext.test\r\n",
+            hop + 1
+        ));
+    }
+    m.push_str("From: \"Bob Example\" <bob@ext.test>\r\n");
+    let mut to = vec![alias.to_string()];
+    to.extend((0..(i * 7 % 45)).map(|n| format!("Person {n} <p{n}@ext{}.test>", n % 3)));
+    m.push_str(&format!("To: {}\r\n", to.join(",\r\n ")));
+    if bit(0) {
+        m.push_str("Cc: carol@ext.test, \"Dan D.\" <dan@ext.test>\r\n");
+    }
+    if bit(1) {
+        m.push_str("Reply-To: replies@ext.test\r\n");
+    }
+    let subject = "word ".repeat(1 + i * 13 % 70);
+    m.push_str(&format!("Subject: corpus {i}: {}\r\n", subject.trim_end()));
+    if bit(2) {
+        m.push_str("Subject: a repeated subject\r\n");
+        m.push_str("X-Repeated: one\r\nX-Repeated: two\r\n");
+    }
+    m.push_str("Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n");
+    m.push_str(&format!("Message-ID: <corpus-{i}@ext.test>\r\n"));
+    if bit(3) {
+        m.push_str(&format!(
+            "In-Reply-To: <earlier-{i}@ext.test>\r\nReferences: <first@ext.test>\r\n <earlier-{i}@ext.test>\r\n"
+        ));
+    }
+    if bit(4) {
+        m.push_str("List-Id: Corpus <corpus.lists.ext.test>\r\n");
+        m.push_str("List-Unsubscribe: <https://lists.ext.test/u>, <mailto:u@lists.ext.test>\r\n");
+    }
+    m.push_str("MIME-Version: 1.0\r\n");
+    if bit(5) {
+        m.push_str(
+            "Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+             Grüße, 8-bit text.\r\n\
+             --b\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             PHA+R3LDvMOfZTwvcD4=\r\n--b--\r\n",
+        );
+    } else {
+        m.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+        for line in 0..(i % 9) {
+            m.push_str(&format!("line {line}: {}\r\n", "é".repeat(line * 5)));
+        }
+        m.push_str("  trailing spaces  \r\n\r\n\r\n");
+    }
+    m
+}
+
+#[tokio::test]
+async fn every_forward_of_a_varied_corpus_verifies_with_dkimpy() {
+    let (server, alias) = server_with_alias().await;
+    const N: usize = 48;
+    for i in 0..N {
+        let raw = corpus_message(i, &alias);
+        let r = client::send(server.smtp(), "bob@ext.test", &[&alias], raw.as_bytes()).await;
+        assert!(r.starts_with("250"), "message {i}: {r}");
+    }
+    let got = server.sink.wait_for(N, WAIT).await;
+    assert_eq!(got.len(), N);
+    let mut failures = Vec::new();
+    for m in &got {
+        if let Err(report) =
+            postern_tests::verifier::verify_dkim(&server, &m.data, "reply.test").await
+        {
+            failures.push(format!(
+                "{}:\n{report}",
+                m.header("Subject").unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {N} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -30,7 +30,7 @@ pub struct AppState {
     pub suffix_key: HmacKey,
     /// Signs the token between the password and the TOTP step of a login.
     pub mfa_key: HmacKey,
-    pub limits: std::sync::Arc<limit::RateLimiter>,
+    pub limits: std::sync::Arc<postern_domain::limit::RateLimiter>,
 }
 
 impl AppState {
@@ -51,18 +51,32 @@ impl AppState {
         key: &str,
         limit: impl Fn(&postern_config::LimitSettings) -> u32,
     ) -> Result<(), ApiError> {
-        self.limits
-            .hit(key, limit(&self.ctx.settings().limits), limit::MINUTE)
+        self.limit(key, limit(&self.ctx.settings().limits), limit::MINUTE)
+    }
+
+    /// Counts one request on `key`: `429` past `limit` within `period`.
+    pub(crate) fn limit(
+        &self,
+        key: &str,
+        limit: u32,
+        period: std::time::Duration,
+    ) -> Result<(), ApiError> {
+        if self.limits.hit(key, limit, period) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit exceeded",
+            ))
+        }
     }
 
     /// Counts an alias creation by `user_id` against the configured limits.
     pub(crate) fn limit_alias_creation(&self, user_id: i64) -> Result<(), ApiError> {
         let l = &self.ctx.settings().limits;
         let key = format!("alias:{user_id}");
-        self.limits
-            .hit(&format!("{key}:m"), l.alias_per_minute, limit::MINUTE)?;
-        self.limits
-            .hit(&format!("{key}:h"), l.alias_per_hour, limit::HOUR)
+        self.limit(&format!("{key}:m"), l.alias_per_minute, limit::MINUTE)?;
+        self.limit(&format!("{key}:h"), l.alias_per_hour, limit::HOUR)
     }
 }
 

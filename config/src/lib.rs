@@ -67,6 +67,13 @@ pub struct LimitSettings {
     /// Addresses of one inbound message (sender first) that get reverse aliases; the rest
     /// are left out of the forward's To/Cc, so no contact is created for them.
     pub contacts_per_message: usize,
+    /// Messages accepted per alias, and per user (all their aliases), per minute.
+    pub messages_per_alias_per_minute: u32,
+    pub messages_per_user_per_minute: u32,
+    /// Replies (and new mail sent through reverse aliases) per user per hour.
+    pub replies_per_user_per_hour: u32,
+    /// Contacts (reverse aliases) a user creates through the API per hour.
+    pub contacts_per_user_per_hour: u32,
 }
 
 #[derive(Clone)]
@@ -93,6 +100,19 @@ pub struct SmtpSettings {
     pub data_timeout: Duration,
     /// PEM files for STARTTLS; a self-signed pair in `data_dir` is created when unset.
     pub tls_cert: Option<PathBuf>,
+    /// Clients exempt from the per-client and per-alias limits (CIDRs): a load balancer's
+    /// health check, a benchmark's load generator. Empty by default.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Concurrent sessions, and new connections per minute, per client (IPv4 address or
+    /// IPv6 /64).
+    pub max_connections_per_client: usize,
+    pub connections_per_minute_per_client: u32,
+    /// Commands, bad commands, and seconds one session may use.
+    pub max_commands: usize,
+    pub max_errors: usize,
+    pub max_session_duration: Duration,
+    /// Refused recipients after which each further one is answered more slowly (tarpit).
+    pub tarpit_after: usize,
     pub tls_key: Option<PathBuf>,
 }
 
@@ -347,6 +367,16 @@ impl Reader<'_> {
             data_timeout: self.seconds("smtp.data_timeout", 600),
             tls_cert: self.string("smtp.tls_cert").map(PathBuf::from),
             tls_key: self.string("smtp.tls_key").map(PathBuf::from),
+            trusted_networks: self.cidrs("smtp.trusted_networks"),
+            max_connections_per_client: self.positive("smtp.max_connections_per_client", 20),
+            connections_per_minute_per_client: u32::try_from(
+                self.positive("smtp.connections_per_minute_per_client", 120),
+            )
+            .unwrap_or(u32::MAX),
+            max_commands: self.positive("smtp.max_commands", 1000),
+            max_errors: self.positive("smtp.max_errors", 10),
+            max_session_duration: self.seconds("smtp.max_session_duration", 1800),
+            tarpit_after: self.positive("smtp.tarpit_after", 3),
         };
         if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
             self.error(
@@ -363,16 +393,7 @@ impl Reader<'_> {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             self.error("http.public_url", "must start with http:// or https://");
         }
-        let mut trusted_proxies = Vec::new();
-        for text in self.list("http.trusted_proxies") {
-            match parse_cidr(&text) {
-                Some(net) => trusted_proxies.push(net),
-                None => self.error(
-                    "http.trusted_proxies",
-                    &format!("`{text}` is not an address or CIDR such as 10.0.0.0/8 or ::1"),
-                ),
-            }
-        }
+        let trusted_proxies = self.cidrs("http.trusted_proxies");
         let http = HttpSettings {
             listen,
             public_url,
@@ -464,6 +485,10 @@ impl Reader<'_> {
             alias_per_minute: per(self, "limits.alias_per_minute", 5),
             alias_per_hour: per(self, "limits.alias_per_hour", 50),
             contacts_per_message: self.positive("limits.contacts_per_message", 100),
+            messages_per_alias_per_minute: per(self, "limits.messages_per_alias_per_minute", 60),
+            messages_per_user_per_minute: per(self, "limits.messages_per_user_per_minute", 200),
+            replies_per_user_per_hour: per(self, "limits.replies_per_user_per_hour", 200),
+            contacts_per_user_per_hour: per(self, "limits.contacts_per_user_per_hour", 100),
         };
         Settings {
             data_dir,
@@ -545,6 +570,21 @@ impl Reader<'_> {
                 Vec::new()
             }
         }
+    }
+
+    /// A list of CIDRs (a bare address is one host).
+    fn cidrs(&mut self, key: &str) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for text in self.list(key) {
+            match parse_cidr(&text) {
+                Some(net) => nets.push(net),
+                None => self.error(
+                    key,
+                    &format!("`{text}` is not an address or CIDR such as 10.0.0.0/8 or ::1"),
+                ),
+            }
+        }
+        nets
     }
 
     fn integer(&mut self, key: &str) -> Option<i64> {

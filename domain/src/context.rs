@@ -66,6 +66,7 @@ struct Inner {
     deliveries: Arc<Semaphore>,
     password_slots: Semaphore,
     key_uses: crate::accounts::KeyUses,
+    limits: crate::limit::RateLimiter,
     stopping: watch::Sender<bool>,
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
@@ -110,6 +111,7 @@ impl Context {
                 deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
                 password_slots: Semaphore::new(password_slots()),
                 key_uses: Default::default(),
+                limits: Default::default(),
                 stopping: watch::channel(false).0,
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
@@ -146,6 +148,11 @@ impl Context {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| DomainError::Unavailable(format!("password hashing: {e}")))
+    }
+
+    /// The mail path's rate limits (messages per alias and user, replies per user).
+    pub fn limits(&self) -> &crate::limit::RateLimiter {
+        &self.inner.limits
     }
 
     /// API-key uses not yet written ([`crate::accounts::user_by_api_key`]).

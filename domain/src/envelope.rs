@@ -19,6 +19,9 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// `MAIL FROM:<..> BODY=8BITMIME`.
     pub body_8bit: bool,
+    /// The client is in `smtp.trusted_networks`: exempt from the per-client and per-alias
+    /// rate limits.
+    pub trusted: bool,
 }
 
 impl Envelope {
@@ -32,6 +35,7 @@ impl Envelope {
             tls,
             smtputf8: false,
             body_8bit: false,
+            trusted: false,
         }
     }
 }

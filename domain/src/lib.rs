@@ -16,6 +16,7 @@ pub mod dkim;
 pub mod envelope;
 pub mod error;
 pub mod flow;
+pub mod limit;
 pub mod listing;
 pub mod message;
 pub mod outbound;

@@ -15,8 +15,28 @@ pub struct GatewayConfig {
     pub command_timeout: Duration,
     /// How long the server waits for the next chunk of message content.
     pub data_timeout: Duration,
-    /// Close the session after this many bad commands.
+    /// Close the session after this many bad commands (refused recipients count).
     pub max_errors: usize,
+    /// Close the session after this many commands.
+    pub max_commands: usize,
+    /// Close the session after this long.
+    pub max_session_duration: Duration,
+    /// Refused recipients after which each further one is answered more slowly.
+    pub tarpit_after: usize,
+    /// Concurrent sessions per client (IPv4 address or IPv6 /64).
+    pub max_connections_per_client: usize,
+    /// New connections per client per minute.
+    pub connections_per_minute_per_client: u32,
+    /// Clients exempt from the per-client limits.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+}
+
+impl GatewayConfig {
+    /// Whether `ip` is in `trusted_networks`.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let ip = postern_domain::envelope::unmap(ip);
+        self.trusted_networks.iter().any(|net| net.contains(&ip))
+    }
 }
 
 impl Default for GatewayConfig {
@@ -30,6 +50,12 @@ impl Default for GatewayConfig {
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
             max_errors: 10,
+            max_commands: 1000,
+            max_session_duration: Duration::from_secs(30 * 60),
+            tarpit_after: 3,
+            max_connections_per_client: 20,
+            connections_per_minute_per_client: 120,
+            trusted_networks: Vec::new(),
         }
     }
 }

@@ -36,7 +36,13 @@ impl GatewayConfig {
             max_connections: settings.smtp.max_connections,
             command_timeout: settings.smtp.command_timeout,
             data_timeout: settings.smtp.data_timeout,
-            ..GatewayConfig::default()
+            max_errors: settings.smtp.max_errors,
+            max_commands: settings.smtp.max_commands,
+            max_session_duration: settings.smtp.max_session_duration,
+            tarpit_after: settings.smtp.tarpit_after,
+            max_connections_per_client: settings.smtp.max_connections_per_client,
+            connections_per_minute_per_client: settings.smtp.connections_per_minute_per_client,
+            trusted_networks: settings.smtp.trusted_networks.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod backend;
 mod config;
 mod domain_backend;
+mod guard;
 mod inbound;
 mod reply;
 mod server;

@@ -82,6 +82,30 @@ impl Reply {
         Self::new(421, "4.4.2", "Timeout, closing connection")
     }
 
+    pub fn too_many_connections_from_client() -> Self {
+        Self::new(
+            421,
+            "4.7.0",
+            "Too many connections from your address, try again later",
+        )
+    }
+
+    pub fn too_many_connections_per_minute() -> Self {
+        Self::new(
+            421,
+            "4.7.0",
+            "Too many new connections from your address, try again later",
+        )
+    }
+
+    pub fn too_many_commands() -> Self {
+        Self::new(421, "4.7.0", "Too many commands, closing connection")
+    }
+
+    pub fn session_too_long() -> Self {
+        Self::new(421, "4.7.0", "Session too long, closing connection")
+    }
+
     pub fn too_many_errors() -> Self {
         Self::new(421, "4.7.0", "Too many errors, closing connection")
     }
@@ -249,6 +273,11 @@ impl From<RcptDecision> for Reply {
             RcptDecision::RelayDenied => Reply::relay_denied(),
             RcptDecision::NotOwner => Reply::not_alias_owner(),
             RcptDecision::TemporaryFailure => Reply::temp_failure(),
+            RcptDecision::RateLimited => Reply::new(
+                450,
+                "4.7.1",
+                "Too much mail for this recipient right now, try again later",
+            ),
         }
     }
 }
@@ -317,6 +346,7 @@ mod tests {
             (RcptDecision::RelayDenied, "550 5.7.1"),
             (RcptDecision::NotOwner, "550 5.7.1"),
             (RcptDecision::TemporaryFailure, "451 4.3.0"),
+            (RcptDecision::RateLimited, "450 4.7.1"),
         ];
         for (decision, expected) in cases {
             assert!(Reply::from(decision).to_string().starts_with(expected));

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
+use crate::guard::Admission;
 use crate::reply::Reply;
 use crate::session::Session;
 
@@ -29,6 +30,7 @@ pub async fn serve<B: Backend>(
     let slots = Arc::new(Semaphore::new(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
+    let admission = Admission::new(Arc::clone(&config));
     let mut sessions = JoinSet::new();
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
@@ -52,9 +54,17 @@ pub async fn serve<B: Backend>(
                 };
                 next_id += 1;
                 let span = tracing::info_span!("smtp", session = next_id, peer = %peer);
+                let ticket = match admission.admit(peer.ip()) {
+                    Ok(ticket) => ticket,
+                    Err(reply) => {
+                        span.in_scope(|| tracing::info!(%reply, "client over its limits"));
+                        refuse(&stream, reply);
+                        continue;
+                    }
+                };
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                     span.in_scope(|| tracing::info!("too many connections"));
-                    refuse_busy(&stream);
+                    refuse(&stream, Reply::too_many_connections());
                     continue;
                 };
                 let session = Session::new(
@@ -70,6 +80,7 @@ pub async fn serve<B: Backend>(
                         session.run().await;
                         tracing::debug!("session ended");
                         drop(slot);
+                        drop(ticket);
                     }
                     .instrument(span),
                 );
@@ -91,10 +102,10 @@ pub async fn serve<B: Backend>(
 
 /// Tells an over-limit client to come back later without spending a task on it: the
 /// reply fits in a fresh socket's send buffer, so a non-blocking write suffices.
-fn refuse_busy(stream: &TcpStream) {
-    let mut reply = Vec::new();
-    Reply::too_many_connections().write_to(&mut reply);
-    if let Err(error) = stream.try_write(&reply) {
+fn refuse(stream: &TcpStream, reply: Reply) {
+    let mut bytes = Vec::new();
+    reply.write_to(&mut bytes);
+    if let Err(error) = stream.try_write(&bytes) {
         tracing::debug!(%error, "could not send busy reply");
     }
 }

@@ -46,6 +46,11 @@ pub(crate) struct State {
     pub(crate) helo: String,
     pub(crate) tls_active: bool,
     pub(crate) errors: usize,
+    /// Commands so far, and recipients refused so far (they slow the session down).
+    pub(crate) commands: usize,
+    pub(crate) refused_recipients: usize,
+    /// When the session began; it may last `max_session_duration`.
+    pub(crate) started: Option<std::time::Instant>,
     /// Bytes read but not yet consumed; may hold several pipelined commands.
     pub(crate) input: Vec<u8>,
     /// Replies not yet written; flushed before every read.
@@ -101,6 +106,7 @@ where
 
     /// Greets the client and serves it until QUIT, a timeout, an error limit or EOF.
     pub async fn run(mut self) {
+        self.state.started = Some(std::time::Instant::now());
         self.reply(Reply::greeting(&self.config.hostname));
         match self.command_loop().await {
             Outcome::StartTls => self.start_tls().await,
@@ -120,9 +126,18 @@ where
                     return outcome;
                 }
             }
-            match self.read_more(self.config.command_timeout).await {
+            let left = self.session_time_left();
+            if left.is_zero() {
+                self.reply(Reply::session_too_long());
+                return Outcome::Close;
+            }
+            match self.read_more(self.config.command_timeout.min(left)).await {
                 Read::Data => {}
                 Read::Closed => return Outcome::Close,
+                Read::TimedOut if self.session_time_left().is_zero() => {
+                    self.reply(Reply::session_too_long());
+                    return Outcome::Close;
+                }
                 Read::TimedOut => {
                     tracing::debug!("command timeout");
                     self.reply(Reply::timeout());
@@ -157,7 +172,18 @@ where
         }
     }
 
+    /// What remains of `max_session_duration`.
+    fn session_time_left(&self) -> Duration {
+        let used = self.state.started.map_or(Duration::ZERO, |s| s.elapsed());
+        self.config.max_session_duration.saturating_sub(used)
+    }
+
     async fn handle_command(&mut self, line: &[u8]) -> Outcome {
+        self.state.commands += 1;
+        if self.state.commands > self.config.max_commands.max(1) {
+            self.reply(Reply::too_many_commands());
+            return Outcome::Close;
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
             Err(error) => {

@@ -19,6 +19,21 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub async fn connect(addr: SocketAddr) -> SmtpClient {
         let stream = TcpStream::connect(addr).await.expect("connect to gateway");
+        Self::over(stream).await
+    }
+
+    /// Connects from a given loopback address (`127.0.0.2` is another client than
+    /// `127.0.0.1`) and reads the greeting (or the refusal).
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> SmtpClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .expect("bind a loopback source address");
+        let stream = socket.connect(addr).await.expect("connect to gateway");
+        Self::over(stream).await
+    }
+
+    async fn over(stream: TcpStream) -> SmtpClient {
         let (read, writer) = stream.into_split();
         let mut client = SmtpClient {
             reader: BufReader::new(read),

@@ -66,6 +66,8 @@ impl TestServer {
             ("limits.reset_per_minute", "10000"),
             ("limits.alias_per_minute", "10000"),
             ("limits.alias_per_hour", "10000"),
+            // Tests probe unknown recipients on purpose; the tarpit has its own test.
+            ("smtp.tarpit_after", "1000"),
         ];
         pairs.extend_from_slice(extra);
         let settings = Settings::from_pairs(pairs).expect("test settings are valid");

@@ -141,7 +141,7 @@ pub async fn register(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let settings = state.ctx.settings();
-    state.limits.hit(
+    state.limit(
         &format!("signup:{ip}"),
         settings.limits.signup_per_minute,
         MINUTE,

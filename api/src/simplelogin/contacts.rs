@@ -60,6 +60,13 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
+    // New contacts are new people the account can write to: bounded, so an account
+    // cannot be used as a spam relay.
+    state.limit(
+        &format!("contacts:{}", user.id),
+        state.ctx.settings().limits.contacts_per_user_per_hour,
+        crate::limit::HOUR,
+    )?;
     let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let raw = body

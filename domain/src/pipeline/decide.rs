@@ -24,6 +24,8 @@ pub enum RcptDecision {
     NotOwner,
     /// The answer is not known right now (database down).
     TemporaryFailure,
+    /// Over a rate limit (messages per alias or user, replies per user): try again later.
+    RateLimited,
 }
 
 /// Decides a recipient at `RCPT` time.

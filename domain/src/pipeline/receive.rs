@@ -57,11 +57,43 @@ fn received_line(envelope: &Envelope, hostname: &str, now: u64) -> String {
 /// Decides one `RCPT TO` of `envelope`.
 pub async fn check_rcpt(ctx: &Context, envelope: &Envelope, rcpt: &str) -> RcptDecision {
     match resolve::resolve(ctx, rcpt).await {
-        Ok(recipient) => decide::decide_rcpt(&recipient, envelope),
+        Ok(recipient) => match decide::decide_rcpt(&recipient, envelope) {
+            RcptDecision::Accept if !envelope.trusted && !within_limits(ctx, &recipient) => {
+                RcptDecision::RateLimited
+            }
+            decision => decision,
+        },
         Err(e) => {
             tracing::warn!(error = %e, "recipient lookup failed");
             RcptDecision::TemporaryFailure
         }
+    }
+}
+
+/// Counts an accepted recipient against the limits of its alias and owner: messages per
+/// minute for an alias, replies per hour through a reverse alias.
+fn within_limits(ctx: &Context, recipient: &Recipient) -> bool {
+    use crate::limit::{HOUR, MINUTE};
+    let limits = &ctx.settings().limits;
+    let hit = |key: String, limit, period| ctx.limits().hit(&key, limit, period);
+    match recipient {
+        Recipient::Alias(route) => {
+            hit(
+                format!("alias-messages:{}", route.alias.id),
+                limits.messages_per_alias_per_minute,
+                MINUTE,
+            ) && hit(
+                format!("user-messages:{}", route.alias.user_id),
+                limits.messages_per_user_per_minute,
+                MINUTE,
+            )
+        }
+        Recipient::ReverseAlias { route, .. } => hit(
+            format!("user-replies:{}", route.alias.user_id),
+            limits.replies_per_user_per_hour,
+            HOUR,
+        ),
+        _ => true,
     }
 }
 

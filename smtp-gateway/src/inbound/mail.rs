@@ -34,6 +34,7 @@ where
             self.state.helo.clone(),
             self.state.tls_active,
         );
+        envelope.trusted = self.config.is_trusted(self.remote_ip);
         envelope.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         envelope.body_8bit = from.flags & MAIL_BODY_8BITMIME != 0;
         self.state.phase = Phase::Transaction(envelope);

@@ -9,6 +9,11 @@ use crate::backend::Backend;
 use crate::reply::Reply;
 use crate::session::{Outcome, Phase, Session};
 
+/// The tarpit: each refused recipient past `tarpit_after` waits this much more, up to
+/// [`TARPIT_MAX`].
+const TARPIT_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+const TARPIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<S, B> Session<S, B>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -35,8 +40,23 @@ where
         }
         let decision = self.backend.check_rcpt(transaction, &address).await;
         tracing::debug!(rcpt = %address, ?decision, "recipient checked");
-        if decision == RcptDecision::Accept {
-            transaction.rcpt_to.push(address.into_owned());
+        match decision {
+            RcptDecision::Accept => transaction.rcpt_to.push(address.into_owned()),
+            // Guessing addresses: each refusal counts as an error, and past a few each one
+            // is answered more slowly.
+            RcptDecision::Unknown | RcptDecision::RelayDenied | RcptDecision::NotOwner => {
+                self.state.refused_recipients += 1;
+                let over = self
+                    .state
+                    .refused_recipients
+                    .saturating_sub(self.config.tarpit_after);
+                if over > 0 {
+                    let delay = TARPIT_STEP.saturating_mul(over as u32).min(TARPIT_MAX);
+                    tokio::time::sleep(delay).await;
+                }
+                return self.protocol_error(Reply::from(decision));
+            }
+            RcptDecision::TemporaryFailure | RcptDecision::RateLimited => {}
         }
         self.respond(Reply::from(decision))
     }

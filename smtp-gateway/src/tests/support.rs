@@ -76,6 +76,7 @@ pub(crate) fn test_config() -> GatewayConfig {
         command_timeout: WAIT,
         data_timeout: WAIT,
         max_errors: 5,
+        ..GatewayConfig::default()
     }
 }
 

@@ -7,6 +7,7 @@ mod api;
 mod forward;
 mod gateway;
 mod hardening;
+mod limits;
 mod privacy;
 mod queue;
 mod reply;

@@ -28,6 +28,9 @@ pub mod suffix;
 pub mod verp;
 mod words;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use address::EmailAddress;
 pub use context::Context;
 pub use envelope::Envelope;

@@ -2,6 +2,7 @@
 
 mod commands;
 mod data;
+mod fuzz;
 mod server;
 mod starttls;
 mod support;

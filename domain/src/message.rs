@@ -64,6 +64,11 @@ impl ParsedMessage {
         &self.raw
     }
 
+    /// Hands the bytes over, leaving none: for a large message stored without a second copy.
+    pub fn take_raw(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.raw)
+    }
+
     pub fn subject(&self) -> Option<&str> {
         self.inspection.subject.as_deref()
     }
@@ -119,7 +124,7 @@ pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
     }
     let mut start = 0;
     if raw.starts_with(b"From ") && !is_field_line(first_line(&raw)) {
-        start = first_line(&raw).len() + 2;
+        start = (first_line(&raw).len() + 2).min(raw.len());
     }
     // Find where the header section ends, and whether a separator line is there.
     let mut pos = start;
@@ -173,26 +178,26 @@ pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
             .as_bytes(),
         );
     }
-    let received = arrival.received.unwrap_or_default();
-    if start == 0 && added.is_empty() && has_separator && received.is_empty() {
-        return Ok(raw);
+    // Edited in place: a large message is moved within its buffer, never copied whole.
+    let mut raw = raw;
+    let mut insert = Vec::with_capacity(added.len() + 4);
+    if pos > start && !raw[..pos].ends_with(b"\r\n") {
+        insert.extend_from_slice(b"\r\n");
     }
-    let mut out = Vec::with_capacity(raw.len() + added.len() + received.len() + 4);
-    if !received.is_empty() {
-        out.extend_from_slice(received.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let head = raw.get(start..pos).unwrap_or_default();
-    out.extend_from_slice(head);
-    if !head.is_empty() && !head.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(&added);
+    insert.extend_from_slice(&added);
     if !has_separator {
-        out.extend_from_slice(b"\r\n");
+        insert.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(raw.get(pos..).unwrap_or_default());
-    Ok(out)
+    let received = arrival.received.unwrap_or_default();
+    let mut top = Vec::with_capacity(received.len() + 2);
+    if !received.is_empty() {
+        top.extend_from_slice(received.as_bytes());
+        top.extend_from_slice(b"\r\n");
+    }
+    raw.reserve_exact((insert.len() + top.len()).saturating_sub(start));
+    raw.splice(pos..pos, insert);
+    raw.splice(0..start, top);
+    Ok(raw)
 }
 
 /// How many `Received` fields the header section has (bare LF line ends count too).

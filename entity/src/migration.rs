@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_user_settings::Migration),
             Box::new(m20261202_000007_pipeline::Migration),
             Box::new(m20261202_000008_account_hardening::Migration),
+            Box::new(m20261202_000009_message_parts::Migration),
         ]
     }
 }
@@ -758,6 +759,67 @@ mod m20261202_000008_account_hardening {
                 Table::alter()
                     .table("sessions")
                     .drop_column("sudo_at")
+                    .to_owned(),
+            )
+            .await
+        }
+    }
+}
+
+/// Large messages are stored in pieces, so storing and loading one copies a piece at a time.
+mod m20261202_000009_message_parts {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000009_message_parts"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("messages")
+                    .add_column(integer("parts").default(0))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("message_parts")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("message_id"))
+                    .col(integer("seq"))
+                    .col(blob("bytes"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_message_parts_message")
+                    .table("message_parts")
+                    .col("message_id")
+                    .col("seq")
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(Table::drop().table("message_parts").if_exists().to_owned())
+                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("messages")
+                    .drop_column("parts")
                     .to_owned(),
             )
             .await

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use postern_config::QueueSettings;
 use postern_entity::delivery::{self, DeliveryKind, DeliveryStatus};
-use postern_entity::message;
+use postern_entity::{message, message_part};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use crate::{DomainError, Result, now_ms};
+
+/// Messages larger than this are stored in pieces of this size.
+const PART_BYTES: usize = 1024 * 1024;
 
 /// How long a claim keeps others away; renewed every [`RENEW_EVERY`] while a send runs.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -40,16 +43,40 @@ pub async fn store_message(
     token: Option<&str>,
     raw: Vec<u8>,
 ) -> Result<i64> {
+    // Each layer under an insert (statement builder, driver, database) copies a value: a
+    // large message goes in pieces, so only one piece is copied at a time.
+    let parts = if raw.len() > PART_BYTES {
+        raw.len().div_ceil(PART_BYTES)
+    } else {
+        0
+    };
+    let (inline, pieces) = if parts == 0 {
+        (raw, Vec::new())
+    } else {
+        (Vec::new(), raw)
+    };
+    // `insert` would read the row back, body and all; only the id is needed.
     let row = message::ActiveModel {
         mail_from: Set(mail_from.map(str::to_string)),
         token: Set(token.map(str::to_string)),
-        raw: Set(raw),
+        raw: Set(inline),
         created_at: Set(chrono::Utc::now()),
+        parts: Set(i32::try_from(parts).unwrap_or(i32::MAX)),
         ..Default::default()
+    };
+    let id = message::Entity::insert(row).exec(db).await?.last_insert_id;
+    for (seq, piece) in pieces.chunks(PART_BYTES).enumerate() {
+        let part = message_part::ActiveModel {
+            message_id: Set(id),
+            seq: Set(i32::try_from(seq).unwrap_or(i32::MAX)),
+            bytes: Set(piece.to_vec()),
+            ..Default::default()
+        };
+        message_part::Entity::insert(part)
+            .exec_without_returning(db)
+            .await?;
     }
-    .insert(db)
-    .await?;
-    Ok(row.id)
+    Ok(id)
 }
 
 /// Queues one delivery per recipient of stored message `message_id`, claimed by `instance`
@@ -157,11 +184,26 @@ pub async fn release_claims(db: &impl ConnectionTrait, instance: &str) -> Result
     Ok(result.rows_affected)
 }
 
+/// A stored message with its bytes, put back together when it was stored in pieces.
 pub async fn load_message(db: &impl ConnectionTrait, id: i64) -> Result<message::Model> {
-    message::Entity::find_by_id(id)
+    let mut stored = message::Entity::find_by_id(id)
         .one(db)
         .await?
-        .ok_or_else(|| DomainError::NotFound(format!("stored message {id}")))
+        .ok_or_else(|| DomainError::NotFound(format!("stored message {id}")))?;
+    if stored.parts > 0 {
+        let mut raw = Vec::with_capacity(usize::try_from(stored.parts).unwrap_or(0) * PART_BYTES);
+        for seq in 0..stored.parts {
+            let part = message_part::Entity::find()
+                .filter(message_part::Column::MessageId.eq(id))
+                .filter(message_part::Column::Seq.eq(seq))
+                .one(db)
+                .await?
+                .ok_or_else(|| DomainError::NotFound(format!("piece {seq} of message {id}")))?;
+            raw.extend_from_slice(&part.bytes);
+        }
+        stored.raw = raw;
+    }
+    Ok(stored)
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<delivery::Model>> {
@@ -259,6 +301,14 @@ pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
         .to_owned();
     let result = message::Entity::delete_many()
         .filter(message::Column::Id.not_in_subquery(still_needed))
+        .exec(db)
+        .await?;
+    let messages = Query::select()
+        .column(message::Column::Id)
+        .from(message::Entity)
+        .to_owned();
+    message_part::Entity::delete_many()
+        .filter(message_part::Column::MessageId.not_in_subquery(messages))
         .exec(db)
         .await?;
     Ok(result.rows_affected)

@@ -261,7 +261,7 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             let id = format!("Message-ID: <{}@{reply_domain}>\r\n", source.token);
             rewritten.splice(0..0, id.into_bytes());
         }
-        ctx.signers().sign(reply_domain, &rewritten)
+        ctx.signers().sign(reply_domain, rewritten)
     })
     .await
 }

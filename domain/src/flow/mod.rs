@@ -65,6 +65,9 @@ pub struct Plan {
     pub contacts: Vec<NewContact>,
     pub activities: Vec<NewActivity>,
     pub message_ids: Vec<NewMessageId>,
+    /// The message's bytes, handed over instead of copied (large messages, which are then
+    /// not kept in memory for the first attempt).
+    pub stored: Option<Vec<u8>>,
     pub notices: Vec<notice::Notice>,
     pub bounces: Vec<Verp>,
     /// `(to, rcpt)`: mail to postmaster@/abuse@ passed on to `to`.
@@ -91,13 +94,12 @@ impl Plan {
         let mut out = Committed::default();
         let queue_settings = &ctx.settings().queue;
         if !self.deliveries.is_empty() {
-            let id = queue::store_message(
-                db,
-                Some(&source.mail_from),
-                Some(&source.token),
-                source.message.raw().to_vec(),
-            )
-            .await?;
+            let raw = match self.stored {
+                Some(raw) => raw,
+                None => source.message.raw().to_vec(),
+            };
+            let id =
+                queue::store_message(db, Some(&source.mail_from), Some(&source.token), raw).await?;
             out.received =
                 queue::enqueue(db, queue_settings, ctx.instance(), id, &self.deliveries).await?;
         }

@@ -104,8 +104,10 @@ pub async fn send(ctx: &Context, notice: Notice) -> Result<()> {
 pub async fn render(ctx: &Context, source: Arc<Source>) -> Result<Vec<u8>> {
     let ctx = ctx.clone();
     super::cpu(move || {
-        ctx.signers()
-            .sign(&ctx.settings().mail.reply_domain, source.message.raw())
+        ctx.signers().sign(
+            &ctx.settings().mail.reply_domain,
+            source.message.raw().to_vec(),
+        )
     })
     .await
 }

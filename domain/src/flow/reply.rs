@@ -193,7 +193,7 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
         owner_addresses.push(mailbox.clone());
         let scrubber = Scrubber::new(owner_addresses.iter().map(String::as_str), &alias.email);
         let rewritten = scrubber.message(&rewritten);
-        ctx.signers().sign(alias_domain, &rewritten)
+        ctx.signers().sign(alias_domain, rewritten)
     })
     .await
 }

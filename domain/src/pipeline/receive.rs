@@ -28,6 +28,9 @@ pub enum Receipt {
     Loop { hops: usize },
 }
 
+/// Messages larger than this are not kept in memory between receipt and first attempt.
+const KEEP_IN_MEMORY_MAX: usize = 1024 * 1024;
+
 /// The most `Received` fields a message may arrive with (RFC 5321 6.3 asks for a limit).
 pub const MAX_HOPS: usize = 30;
 
@@ -202,7 +205,19 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         }
     }
 
-    // 3. Commit (grouped with other sessions'), then start the first attempts.
+    // 3. Commit (grouped with other sessions'), then start the first attempts. A large
+    // message is handed to the database rather than copied, and its first attempts read it
+    // back: holding it twice for every session in a group commit would cost more.
+    let mut source = source;
+    let mut in_memory = true;
+    if raw_len > KEEP_IN_MEMORY_MAX
+        && plan.bounces.is_empty()
+        && plan.postmaster.is_empty()
+        && let Some(s) = Arc::get_mut(&mut source)
+    {
+        plan.stored = Some(s.message.take_raw());
+        in_memory = false;
+    }
     let (c, s) = (ctx.clone(), Arc::clone(&source));
     let committed = ctx
         .writer()
@@ -213,7 +228,7 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         .first()
         .or(committed.other.first())
         .map_or_else(|| "none".to_string(), |d| format!("D{}", d.id));
-    delivery::spawn(ctx, committed.received, Some(source));
+    delivery::spawn(ctx, committed.received, in_memory.then_some(source));
     delivery::spawn(ctx, committed.other, None);
     Ok(queue_id)
 }

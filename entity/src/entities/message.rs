@@ -11,8 +11,11 @@ pub struct Model {
     pub mail_from: Option<String>,
     /// A random token: the Message-ID we give the messages rendered from it, when they need one.
     pub token: Option<String>,
+    /// The bytes; empty when the message is stored in `parts` pieces instead.
     pub raw: Vec<u8>,
     pub created_at: DateTimeUtc,
+    /// How many `message_parts` hold the bytes (0: they are in `raw`).
+    pub parts: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

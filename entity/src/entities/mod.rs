@@ -11,6 +11,7 @@ pub mod dkim_key;
 pub mod mailbox;
 pub mod message;
 pub mod message_id;
+pub mod message_part;
 pub mod secret;
 pub mod session;
 pub mod user;

@@ -280,3 +280,36 @@ async fn group_commit_keeps_one_sessions_failure_to_itself() {
         "a failed session's writes are rolled back"
     );
 }
+
+#[tokio::test]
+async fn a_large_message_is_stored_in_pieces_and_sent_whole_on_retry() {
+    let (mut server, alias) = crate::server_with_alias().await;
+    server.sink.stop().await;
+    // 3 MiB of varied lines: stored in pieces, not kept in memory for the first attempt.
+    let body: String = (0..80_000)
+        .map(|n| format!("line {n:06} {}\r\n", "xyzw".repeat(n % 17)))
+        .collect();
+    let raw = crate::message(
+        "bob@ext.test",
+        &alias,
+        "large",
+        body.trim_end_matches("\r\n"),
+    );
+    assert!(raw.len() > 2 * 1024 * 1024);
+    let r = postern_tests::client::send(server.smtp(), "bob@ext.test", &[&alias], &raw).await;
+    assert!(r.starts_with("250"), "{r}");
+    let parts = {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        postern_entity::message_part::Entity::find()
+            .count(server.running().ctx.db())
+            .await
+            .expect("count")
+    };
+    assert!(parts >= 3, "{parts} pieces");
+    server.sink.resume().await;
+    let got = server.sink.wait_for(1, postern_tests::harness::WAIT).await;
+    assert_eq!(
+        got[0].body(),
+        format!("{}\r\n", body.trim_end_matches("\r\n")).as_bytes()
+    );
+}

@@ -163,6 +163,9 @@ pub struct RelayUrl {
     pub host: String,
     pub port: u16,
     pub tls: RelayTls,
+    /// Whether the relay's certificate must verify against the system's roots (the
+    /// default); `verify=no` turns it off, for a relay with a private certificate.
+    pub verify_certificate: bool,
     pub credentials: Option<(String, String)>,
 }
 
@@ -740,15 +743,18 @@ fn parse_relay(s: &str) -> Result<RelayUrl, String> {
         .parse::<u16>()
         .map_err(|_| format!("`{port}` is not a port number"))?;
     let mut tls = RelayTls::Opportunistic;
+    let mut verify_certificate = true;
     if let Some(query) = query {
         for pair in query.split('&') {
             match pair {
                 "tls=starttls" | "tls=opportunistic" => tls = RelayTls::Opportunistic,
                 "tls=required" => tls = RelayTls::Required,
                 "tls=none" => tls = RelayTls::None,
+                "verify=yes" => verify_certificate = true,
+                "verify=no" => verify_certificate = false,
                 other => {
                     return Err(format!(
-                        "unknown relay option `{other}` (use tls=starttls|required|none)"
+                        "unknown relay option `{other}` (use tls=starttls|required|none, verify=yes|no)"
                     ));
                 }
             }
@@ -758,6 +764,7 @@ fn parse_relay(s: &str) -> Result<RelayUrl, String> {
         host,
         port,
         tls,
+        verify_certificate,
         credentials,
     })
 }

@@ -71,6 +71,8 @@ struct Shared {
 pub struct Sink {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    /// Offers STARTTLS with this (self-signed) certificate when set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
 }
@@ -82,6 +84,29 @@ impl Sink {
         let mut sink = Sink {
             addr,
             shared: Arc::new(Shared::default()),
+            tls: None,
+            stop: None,
+            task: None,
+        };
+        sink.run(listener);
+        sink
+    }
+
+    /// A sink that offers STARTTLS with a self-signed certificate for `sink.test`, made in
+    /// `dir`: a relay that no system root vouches for.
+    pub async fn start_tls(dir: &std::path::Path) -> Sink {
+        let config = postern_smtp_gateway::load_or_create_tls(
+            &dir.join("sink-cert.pem"),
+            &dir.join("sink-key.pem"),
+            "sink.test",
+        )
+        .expect("sink certificate");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink addr");
+        let mut sink = Sink {
+            addr,
+            shared: Arc::new(Shared::default()),
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
             stop: None,
             task: None,
         };
@@ -92,6 +117,7 @@ impl Sink {
     fn run(&mut self, listener: TcpListener) {
         let (tx, mut rx) = watch::channel(false);
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         self.stop = Some(tx);
         self.task = Some(tokio::spawn(async move {
             loop {
@@ -99,8 +125,8 @@ impl Sink {
                     _ = rx.changed() => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        let shared = shared.clone();
-                        tokio::spawn(async move { let _ = session(stream, shared).await; });
+                        let (shared, tls) = (shared.clone(), tls.clone());
+                        tokio::spawn(async move { let _ = session(stream, shared, tls).await; });
                     }
                 }
             }
@@ -162,10 +188,49 @@ impl Sink {
     }
 }
 
-async fn session(stream: tokio::net::TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    write.write_all(b"220 sink.test ESMTP\r\n").await?;
+async fn session(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
+    let mut stream = BufReader::new(stream);
+    stream
+        .get_mut()
+        .write_all(b"220 sink.test ESMTP\r\n")
+        .await?;
+    let mut line = Vec::new();
+    if let Some(acceptor) = tls {
+        // Until STARTTLS: EHLO offers it, anything else is refused.
+        loop {
+            line.clear();
+            if stream.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            let upper = String::from_utf8_lossy(&line)
+                .trim_end()
+                .to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with("EHLO") {
+                b"250-sink.test\r\n250 STARTTLS\r\n"
+            } else if upper == "STARTTLS" {
+                stream.get_mut().write_all(b"220 2.0.0 Ready\r\n").await?;
+                let secured = acceptor.accept(stream.into_inner()).await?;
+                return dialogue(BufReader::new(secured), shared).await;
+            } else if upper == "QUIT" {
+                stream.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
+                return Ok(());
+            } else {
+                b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+            };
+            stream.get_mut().write_all(reply).await?;
+        }
+    }
+    dialogue(stream, shared).await
+}
+
+async fn dialogue<S>(mut reader: BufReader<S>, shared: Arc<Shared>) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut mail_from = String::new();
     let mut rcpts = Vec::new();
     let mut line = Vec::new();
@@ -199,7 +264,8 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Shared>) -> std::io:
                 "250 2.1.5 Ok".into()
             }
         } else if upper == "DATA" {
-            write
+            reader
+                .get_mut()
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 .await?;
             let mut data = Vec::new();
@@ -228,13 +294,14 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Shared>) -> std::io:
         } else if upper == "RSET" || upper == "NOOP" {
             "250 2.0.0 Ok".into()
         } else if upper == "QUIT" {
-            write.write_all(b"221 2.0.0 Bye\r\n").await?;
+            reader.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
             "502 5.5.2 Command not recognized".into()
         };
-        write.write_all(reply.as_bytes()).await?;
-        write.write_all(b"\r\n").await?;
+        let w = reader.get_mut();
+        w.write_all(reply.as_bytes()).await?;
+        w.write_all(b"\r\n").await?;
     }
 }
 

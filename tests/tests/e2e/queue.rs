@@ -313,3 +313,54 @@ async fn a_large_message_is_stored_in_pieces_and_sent_whole_on_retry() {
         format!("{}\r\n", body.trim_end_matches("\r\n")).as_bytes()
     );
 }
+
+/// The last error of the only delivery, once it has one.
+async fn first_error(server: &postern_tests::harness::TestServer) -> String {
+    use sea_orm::EntityTrait;
+    for _ in 0..200 {
+        let rows = postern_entity::delivery::Entity::find()
+            .all(server.running().ctx.db())
+            .await
+            .expect("query deliveries");
+        if let Some(error) = rows.first().and_then(|d| d.last_error.clone()) {
+            return error;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no delivery error recorded");
+}
+
+#[tokio::test]
+async fn the_relay_certificate_is_verified_unless_the_setting_says_otherwise() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tls_sink = postern_tests::sink::Sink::start_tls(dir.path()).await;
+    let relay = format!("smtp://127.0.0.1:{}?tls=required", tls_sink.addr.port());
+    for (verify, delivered) in [("", false), ("&verify=no", true)] {
+        let relay = format!("{relay}{verify}");
+        let server =
+            postern_tests::harness::TestServer::start_with(&[("outbound.relay", &relay)]).await;
+        server.add_user("me@real.test").await;
+        let alias = server
+            .add_alias("me@real.test", Some("shop@alias.test"), &[])
+            .await;
+        let raw = crate::message("bob@ext.test", &alias, &format!("verify{verify}"), "x");
+        let r = postern_tests::client::send(server.smtp(), "bob@ext.test", &[&alias], &raw).await;
+        assert!(r.starts_with("250"), "{r}");
+        if delivered {
+            let got = tls_sink.wait_for(1, postern_tests::harness::WAIT).await;
+            assert_eq!(got.len(), 1);
+        } else {
+            let error = first_error(&server).await;
+            assert!(error.to_lowercase().contains("certificate"), "{error}");
+            assert!(
+                tls_sink.received().is_empty(),
+                "nothing went to an unverified relay"
+            );
+            assert_eq!(
+                postern_tests::harness::deliveries(&server).await[0].1,
+                "queued",
+                "a certificate failure is retried, not bounced"
+            );
+        }
+    }
+}

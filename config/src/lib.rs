@@ -21,6 +21,16 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub accounts: AccountSettings,
     pub limits: LimitSettings,
+    pub dns: DnsSettings,
+}
+
+/// Where DNS questions go (SPF, DKIM, DMARC, ARC, MX).
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    /// `ip:port` of each name server; empty (the default): the system's resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    /// How long one question may take before it counts as a temporary failure.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -493,6 +503,23 @@ impl Reader<'_> {
             replies_per_user_per_hour: per(self, "limits.replies_per_user_per_hour", 200),
             contacts_per_user_per_hour: per(self, "limits.contacts_per_user_per_hour", 100),
         };
+        let mut nameservers = Vec::new();
+        for text in self.list("dns.nameservers") {
+            match text.trim().parse::<SocketAddr>() {
+                Ok(addr) => nameservers.push(addr),
+                Err(_) => match text.trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) => nameservers.push(SocketAddr::new(ip, 53)),
+                    Err(_) => self.error(
+                        "dns.nameservers",
+                        &format!("`{text}` is not an address such as 127.0.0.1:53 or [::1]:53"),
+                    ),
+                },
+            }
+        }
+        let dns = DnsSettings {
+            nameservers,
+            timeout: self.seconds("dns.timeout", 5),
+        };
         Settings {
             data_dir,
             database,
@@ -508,6 +535,7 @@ impl Reader<'_> {
             queue,
             accounts,
             limits,
+            dns,
         }
     }
 

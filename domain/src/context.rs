@@ -67,6 +67,7 @@ struct Inner {
     password_slots: Semaphore,
     key_uses: crate::accounts::KeyUses,
     limits: crate::limit::RateLimiter,
+    authenticator: Arc<mail_auth::MessageAuthenticator>,
     stopping: watch::Sender<bool>,
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
@@ -97,6 +98,7 @@ impl Context {
             tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
         }
         let writer = Writer::start(db.clone());
+        let authenticator = crate::dns::authenticator(&settings.dns)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -112,6 +114,7 @@ impl Context {
                 password_slots: Semaphore::new(password_slots()),
                 key_uses: Default::default(),
                 limits: Default::default(),
+                authenticator,
                 stopping: watch::channel(false).0,
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
@@ -148,6 +151,11 @@ impl Context {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| DomainError::Unavailable(format!("password hashing: {e}")))
+    }
+
+    /// The SPF, DKIM, DMARC and ARC checker, on the shared caching resolver.
+    pub fn authenticator(&self) -> &mail_auth::MessageAuthenticator {
+        &self.inner.authenticator
     }
 
     /// The mail path's rate limits (messages per alias and user, replies per user).

@@ -105,6 +105,7 @@ fn through_the_pipeline(raw: Vec<u8>) {
         mail_from: "bob@ext.test",
         id_domain: "reply.test",
         received: Some("Received: from x ([192.0.2.1])\r\n\tby mx.alias.test; now"),
+        authentication: Some("Authentication-Results: mx.alias.test; spf=none\r\n"),
         now: 1_796_000_000,
     };
     let Ok(message) = ParsedMessage::receive(raw, &arrival) else {

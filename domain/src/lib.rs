@@ -13,6 +13,7 @@ pub mod context;
 pub mod db;
 pub mod delivery;
 pub mod dkim;
+pub mod dns;
 pub mod envelope;
 pub mod error;
 pub mod flow;

@@ -27,6 +27,8 @@ pub struct Arrival<'a> {
     pub id_domain: &'a str,
     /// Our `Received` field (folded, without the final CRLF), put on top.
     pub received: Option<&'a str>,
+    /// Our `Authentication-Results` field (with its CRLF), put under it.
+    pub authentication: Option<&'a str>,
     /// Seconds since the Unix epoch.
     pub now: u64,
 }
@@ -189,15 +191,96 @@ pub fn repair(raw: Vec<u8>, arrival: &Arrival) -> Result<Vec<u8>> {
         insert.extend_from_slice(b"\r\n");
     }
     let received = arrival.received.unwrap_or_default();
-    let mut top = Vec::with_capacity(received.len() + 2);
+    let authentication = arrival.authentication.unwrap_or_default();
+    let mut top = Vec::with_capacity(received.len() + authentication.len() + 2);
     if !received.is_empty() {
         top.extend_from_slice(received.as_bytes());
         top.extend_from_slice(b"\r\n");
     }
+    top.extend_from_slice(authentication.as_bytes());
     raw.reserve_exact((insert.len() + top.len()).saturating_sub(start));
     raw.splice(pos..pos, insert);
     raw.splice(0..start, top);
     Ok(raw)
+}
+
+/// Removes inbound `Authentication-Results` fields, and whole ARC sets, that claim to come
+/// from `hostname`: only we write those, so anyone else's are forged. Runs before anything
+/// reads them.
+pub fn strip_forged_claims(raw: Vec<u8>, hostname: &str) -> Vec<u8> {
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() {
+        let end = raw[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| pos + i + 1);
+        let line = &raw[pos..end];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        match (line.first(), fields.last_mut()) {
+            (Some(b' ' | b'\t'), Some(last)) => last.1 = end,
+            _ => fields.push((pos, end)),
+        }
+        pos = end;
+    }
+    let value_of = |(s, e): (usize, usize)| -> Option<(String, String)> {
+        let text = String::from_utf8_lossy(&raw[s..e]).into_owned();
+        let (name, value) = text.split_once(':')?;
+        Some((
+            name.trim().to_ascii_lowercase(),
+            value.replace(['\r', '\n'], " "),
+        ))
+    };
+    let ours = |id: &str| {
+        id.split_whitespace()
+            .next()
+            .is_some_and(|h| h.eq_ignore_ascii_case(hostname))
+    };
+    let instance = |value: &str| -> Option<String> {
+        value
+            .split(';')
+            .map(str::trim)
+            .find_map(|t| t.strip_prefix("i=").map(|i| i.trim().to_string()))
+    };
+    let mut forged_sets = Vec::new();
+    let mut drop = Vec::new();
+    for (n, span) in fields.iter().enumerate() {
+        let Some((name, value)) = value_of(*span) else {
+            continue;
+        };
+        if name == "authentication-results" && ours(value.split(';').next().unwrap_or_default()) {
+            drop.push(n);
+        } else if name == "arc-authentication-results"
+            && ours(value.split(';').nth(1).unwrap_or_default())
+            && let Some(i) = instance(&value)
+        {
+            forged_sets.push(i);
+        }
+    }
+    for (n, span) in fields.iter().enumerate() {
+        if let Some((name, value)) = value_of(*span)
+            && name.starts_with("arc-")
+            && instance(&value).is_some_and(|i| forged_sets.contains(&i))
+        {
+            drop.push(n);
+        }
+    }
+    if drop.is_empty() {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut copied = 0;
+    let mut spans: Vec<(usize, usize)> = drop.iter().map(|&n| fields[n]).collect();
+    spans.sort_unstable();
+    spans.dedup();
+    for (s, e) in spans {
+        out.extend_from_slice(&raw[copied..s]);
+        copied = e;
+    }
+    out.extend_from_slice(&raw[copied..]);
+    out
 }
 
 /// How many `Received` fields the header section has (bare LF line ends count too).
@@ -311,6 +394,7 @@ mod tests {
             mail_from: "bob@ext.test",
             id_domain: "reply.test",
             received: None,
+            authentication: None,
             now: 1_796_000_000,
         }
     }

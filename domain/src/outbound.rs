@@ -70,10 +70,8 @@ impl Outbound {
                 Ok(Outbound::Relay(builder.build()))
             }
             None => {
-                let resolver = TokioResolver::builder_tokio()
-                    .map_err(|e| SendError::Temporary(format!("DNS resolver: {e}")))?
-                    .build()
-                    .map_err(|e| SendError::Temporary(format!("DNS resolver: {e}")))?;
+                let resolver = crate::dns::resolver(&settings.dns)
+                    .map_err(|e| SendError::Temporary(e.to_string()))?;
                 Ok(Outbound::Direct {
                     resolver: Arc::new(resolver),
                     hostname,

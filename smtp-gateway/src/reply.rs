@@ -171,14 +171,6 @@ impl Reply {
         Self::new(550, "5.7.1", "Relay access denied")
     }
 
-    pub fn not_alias_owner() -> Self {
-        Self::new(
-            550,
-            "5.7.1",
-            "Only the owner of this alias may send through its reverse alias",
-        )
-    }
-
     pub fn temp_failure() -> Self {
         Self::new(451, "4.3.0", "Temporary failure, please try again later")
     }
@@ -271,7 +263,6 @@ impl From<RcptDecision> for Reply {
             RcptDecision::Accept => Reply::recipient_ok(),
             RcptDecision::Unknown => Reply::unknown_recipient(),
             RcptDecision::RelayDenied => Reply::relay_denied(),
-            RcptDecision::NotOwner => Reply::not_alias_owner(),
             RcptDecision::TemporaryFailure => Reply::temp_failure(),
             RcptDecision::RateLimited => Reply::new(
                 450,
@@ -289,6 +280,12 @@ impl From<&Receipt> for Reply {
             Receipt::Accepted { queue_id } => Reply::queued(queue_id),
             Receipt::TemporaryFailure => Reply::temp_failure(),
             Receipt::Malformed(_) => Reply::malformed_message(),
+            Receipt::DnsTemporary => Reply::new(
+                451,
+                "4.4.3",
+                "Could not check the sender's domain (DNS did not answer), try again later",
+            ),
+            Receipt::Rejected(why) => Reply::new(550, "5.7.1", why.clone()),
             Receipt::Loop { hops } => Reply::new(
                 554,
                 "5.4.6",
@@ -344,7 +341,6 @@ mod tests {
             (RcptDecision::Accept, "250 2.1.5"),
             (RcptDecision::Unknown, "550 5.1.1"),
             (RcptDecision::RelayDenied, "550 5.7.1"),
-            (RcptDecision::NotOwner, "550 5.7.1"),
             (RcptDecision::TemporaryFailure, "451 4.3.0"),
             (RcptDecision::RateLimited, "450 4.7.1"),
         ];

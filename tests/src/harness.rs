@@ -23,6 +23,10 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct TestServer {
     pub settings: Settings,
     pub sink: Sink,
+    /// The only name server the service asks: tests add the records they need. The owners'
+    /// mailbox domains (`real.test`, `work.test`) publish SPF for loopback, as a mailbox
+    /// provider would for its users' mail.
+    pub dns: crate::dns::DnsServer,
     running: Option<Running>,
     _dir: tempfile::TempDir,
 }
@@ -43,6 +47,11 @@ impl TestServer {
             )
             .try_init();
         let sink = Sink::start().await;
+        let dns = crate::dns::DnsServer::start().await;
+        for domain in ["real.test", "work.test"] {
+            dns.txt(domain, "v=spf1 ip4:127.0.0.0/8 -all");
+        }
+        let nameserver = dns.addr.to_string();
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().to_string_lossy().into_owned();
         let database_url = fresh_database(dir.path()).await;
@@ -57,6 +66,8 @@ impl TestServer {
             ("mail.hostname", "mx.alias.test"),
             ("outbound.relay", &relay),
             ("outbound.connect_timeout", "5"),
+            ("dns.nameservers", &nameserver),
+            ("dns.timeout", "2"),
             ("queue.retry_initial", "1"),
             ("queue.max_retry_interval", "2"),
             ("queue.poll_interval", "1"),
@@ -77,6 +88,7 @@ impl TestServer {
         TestServer {
             settings,
             sink,
+            dns,
             running: Some(running),
             _dir: dir,
         }

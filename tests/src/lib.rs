@@ -2,6 +2,7 @@
 //! SMTP sink standing in for the relay, and a plain SMTP client.
 
 pub mod client;
+pub mod dns;
 pub mod harness;
 pub mod http;
 pub mod sink;

@@ -23,6 +23,8 @@ pub enum NoticeKind {
     DeliveryFailed,
     /// A message sent through a reverse alias was not sent.
     ReplyRefused,
+    /// Someone who is not the owner tried to send through a reverse alias.
+    SpoofAttempt,
 }
 
 impl NoticeKind {
@@ -31,6 +33,7 @@ impl NoticeKind {
             Self::Account => "account",
             Self::DeliveryFailed => "delivery-failed",
             Self::ReplyRefused => "reply-refused",
+            Self::SpoofAttempt => "spoof-attempt",
         }
     }
 
@@ -39,6 +42,7 @@ impl NoticeKind {
         match self {
             Self::Account => None,
             Self::DeliveryFailed | Self::ReplyRefused => Some(10),
+            Self::SpoofAttempt => Some(3),
         }
     }
 }

@@ -81,6 +81,9 @@ pub fn plan(
             let alias = &route.alias;
             let detail = match reason {
                 RefuseReason::Unauthorised => format!("reply from unauthorised {mail_from}"),
+                RefuseReason::Unauthenticated => {
+                    format!("reply from {mail_from} that does not authenticate for its domain")
+                }
                 RefuseReason::UnknownRecipients(list) => {
                     format!("reply to non-reverse-alias {}", list.join(", "))
                 }
@@ -110,6 +113,38 @@ pub fn plan(
                     to: mailbox.email.clone(),
                     subject: "Your message was not sent".into(),
                     text,
+                });
+            }
+            // A forger learns nothing (the SMTP answer is 250); the owner is told, a few
+            // times an hour at most, at a mailbox of the alias.
+            if matches!(
+                reason,
+                RefuseReason::Unauthorised | RefuseReason::Unauthenticated
+            ) && let Some(to) = route.mailboxes.first()
+            {
+                let subject = message.subject().unwrap_or_default();
+                let why = match reason {
+                    RefuseReason::Unauthorised => {
+                        format!("{mail_from} is not one of the alias's mailboxes")
+                    }
+                    _ => format!(
+                        "the message claimed to come from {mail_from} but did not prove it \
+                         (no SPF pass and no DKIM signature of its domain)"
+                    ),
+                };
+                plan.notices.push(Notice {
+                    kind: NoticeKind::SpoofAttempt,
+                    user_id: Some(alias.user_id),
+                    alias_id: Some(alias.id),
+                    to: to.email.clone(),
+                    subject: "Someone tried to send through your alias".into(),
+                    text: format!(
+                        "A message \"{subject}\" tried to go out from your alias {alias} through \
+                         one of its reverse aliases, and was NOT sent: {why}.\n\n\
+                         If it was you, send from the mailbox itself, through its own mail \
+                         server, so the message is authenticated.",
+                        alias = alias.email
+                    ),
                 });
             }
         }

@@ -20,8 +20,6 @@ pub enum RcptDecision {
     Unknown,
     /// A domain we do not serve, or a routing trick: we are not a relay.
     RelayDenied,
-    /// A reverse alias written to by someone who is not its alias's owner.
-    NotOwner,
     /// The answer is not known right now (database down).
     TemporaryFailure,
     /// Over a rate limit (messages per alias or user, replies per user): try again later.
@@ -29,15 +27,14 @@ pub enum RcptDecision {
 }
 
 /// Decides a recipient at `RCPT` time.
-pub fn decide_rcpt(recipient: &Recipient, envelope: &Envelope) -> RcptDecision {
+pub fn decide_rcpt(recipient: &Recipient) -> RcptDecision {
     match recipient {
         Recipient::Alias(_) | Recipient::Bounce(_) | Recipient::Postmaster(_) => {
             RcptDecision::Accept
         }
-        Recipient::ReverseAlias { route, .. } => match route.mailbox(&envelope.mail_from) {
-            Some(_) => RcptDecision::Accept,
-            None => RcptDecision::NotOwner,
-        },
+        // Whoever the sender, the same answer: who may write through a reverse alias is
+        // decided after DATA, so RCPT tells a stranger nothing about the owner's address.
+        Recipient::ReverseAlias { .. } => RcptDecision::Accept,
         Recipient::Unknown => RcptDecision::Unknown,
         Recipient::Foreign => RcptDecision::RelayDenied,
     }
@@ -66,6 +63,9 @@ impl BlockReason {
 pub enum RefuseReason {
     /// The envelope sender is not one of the alias's mailboxes.
     Unauthorised,
+    /// The envelope sender is a mailbox of the alias, but the message does not
+    /// authenticate for its domain (no SPF pass, no aligned DKIM pass): possibly forged.
+    Unauthenticated,
     /// To/Cc addresses that are not reverse aliases of the alias.
     UnknownRecipients(Vec<String>),
 }
@@ -113,6 +113,7 @@ pub fn decide_reply(
     message: &ParsedMessage,
     contacts: Vec<Arc<contact::Model>>,
     known: &HashMap<String, Arc<contact::Model>>,
+    authenticates: impl Fn(&str) -> bool,
 ) -> Decision {
     let Some(mailbox) = route.mailbox(&envelope.mail_from).cloned() else {
         return Decision::RefuseReply {
@@ -121,6 +122,14 @@ pub fn decide_reply(
             reason: RefuseReason::Unauthorised,
         };
     };
+    let domain = mailbox.email.rsplit_once('@').map_or("", |(_, d)| d);
+    if !authenticates(domain) {
+        return Decision::RefuseReply {
+            route,
+            mailbox: None,
+            reason: RefuseReason::Unauthenticated,
+        };
+    }
     let unknown: Vec<String> = message
         .recipients
         .iter()

@@ -1,6 +1,8 @@
 //! How one SMTP transaction becomes deliveries, one stage per module:
-//! parse ([`crate::message`]), resolve, decide, plan (the flows), commit, then deliver.
+//! authenticate, parse ([`crate::message`]), resolve, decide, plan (the flows), commit, then
+//! deliver.
 
+pub mod authenticate;
 pub mod commit;
 pub mod decide;
 pub mod receive;

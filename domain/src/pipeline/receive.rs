@@ -8,6 +8,7 @@ use crate::delivery::{self, Source};
 use crate::envelope::Envelope;
 use crate::flow::{self, Plan, forward, reply};
 use crate::message::{Arrival, ParsedMessage};
+use crate::pipeline::authenticate;
 use crate::pipeline::decide::{self, RcptDecision};
 use crate::pipeline::resolve::{self, Recipient};
 use crate::{DomainError, Result};
@@ -26,6 +27,10 @@ pub enum Receipt {
     Malformed(String),
     /// More `Received` fields than [`MAX_HOPS`]: the message is going round in a loop.
     Loop { hops: usize },
+    /// A check needed DNS and DNS did not answer: try again later, nothing was kept.
+    DnsTemporary,
+    /// Refused by policy (the sender's DMARC `p=reject` failed), with the reason.
+    Rejected(String),
 }
 
 /// Messages larger than this are not kept in memory between receipt and first attempt.
@@ -60,7 +65,7 @@ fn received_line(envelope: &Envelope, hostname: &str, now: u64) -> String {
 /// Decides one `RCPT TO` of `envelope`.
 pub async fn check_rcpt(ctx: &Context, envelope: &Envelope, rcpt: &str) -> RcptDecision {
     match resolve::resolve(ctx, rcpt).await {
-        Ok(recipient) => match decide::decide_rcpt(&recipient, envelope) {
+        Ok(recipient) => match decide::decide_rcpt(&recipient) {
             RcptDecision::Accept if !envelope.trusted && !within_limits(ctx, &recipient) => {
                 RcptDecision::RateLimited
             }
@@ -108,7 +113,7 @@ pub async fn receive(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Receip
         return Receipt::Loop { hops: hops + 1 };
     }
     match receive_inner(ctx, envelope, raw).await {
-        Ok(queue_id) => Receipt::Accepted { queue_id },
+        Ok(receipt) => receipt,
         Err(DomainError::MalformedMessage(why)) => Receipt::Malformed(why),
         Err(e) => {
             tracing::error!(error = %e, "message not accepted");
@@ -117,20 +122,29 @@ pub async fn receive(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Receip
     }
 }
 
-async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Result<String> {
-    // 1. Repair what forwarding needs, and parse once.
+async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Result<Receipt> {
+    // 1. Authenticate the message as it came (claims in our name removed first), then
+    //    repair what forwarding needs, and parse once.
+    let hostname = ctx.settings().mail.hostname.clone();
+    let raw = crate::message::strip_forged_claims(raw, &hostname);
+    let checks = authenticate::check(ctx, envelope, &raw).await;
+    if checks.dmarc_unknown() {
+        return Ok(Receipt::DnsTemporary);
+    }
     let raw_len = raw.len();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mail_from = envelope.mail_from.clone();
     let id_domain = ctx.settings().mail.reply_domain.clone();
-    let received = received_line(envelope, &ctx.settings().mail.hostname, now);
+    let received = received_line(envelope, &hostname, now);
+    let authentication = checks.header.clone();
     let parse = move || {
         let arrival = Arrival {
             mail_from: &mail_from,
             id_domain: &id_domain,
             received: Some(&received),
+            authentication: Some(&authentication),
             now,
         };
         ParsedMessage::receive(raw, &arrival)
@@ -164,6 +178,13 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                 if !forwarded.insert(route.alias.id) {
                     continue;
                 }
+                if checks.dmarc_rejects() {
+                    return Ok(Receipt::Rejected(format!(
+                        "Rejected: the sender's domain publishes a DMARC policy of reject, and \
+                         this message fails it ({})",
+                        checks.summary()
+                    )));
+                }
                 let facts =
                     forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?;
                 let decision = decide::decide_forward(route, envelope, facts.sender_blocked());
@@ -194,7 +215,20 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
     if !replies.is_empty() {
         let known = reply::known_reverse_aliases(ctx, message).await?;
         for (_, (route, contacts)) in replies {
-            let decision = decide::decide_reply(route, envelope, message, contacts, &known);
+            // A mailbox's domain that could not be checked for lack of DNS: try again later
+            // rather than refuse the owner's genuine mail.
+            let domain = envelope.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
+            let unsure = checks.spf == authenticate::Outcome::TempError
+                || checks.dkim == authenticate::Outcome::TempError;
+            if route.mailbox(&envelope.mail_from).is_some()
+                && !checks.authenticates(domain)
+                && unsure
+            {
+                return Ok(Receipt::DnsTemporary);
+            }
+            let decision = decide::decide_reply(route, envelope, message, contacts, &known, |d| {
+                checks.authenticates(d)
+            });
             reply::plan(
                 &decision,
                 message,
@@ -230,5 +264,5 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         .map_or_else(|| "none".to_string(), |d| format!("D{}", d.id));
     delivery::spawn(ctx, committed.received, in_memory.then_some(source));
     delivery::spawn(ctx, committed.other, None);
-    Ok(queue_id)
+    Ok(Receipt::Accepted { queue_id })
 }

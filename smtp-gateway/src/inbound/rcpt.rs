@@ -44,7 +44,7 @@ where
             RcptDecision::Accept => transaction.rcpt_to.push(address.into_owned()),
             // Guessing addresses: each refusal counts as an error, and past a few each one
             // is answered more slowly.
-            RcptDecision::Unknown | RcptDecision::RelayDenied | RcptDecision::NotOwner => {
+            RcptDecision::Unknown | RcptDecision::RelayDenied => {
                 self.state.refused_recipients += 1;
                 let over = self
                     .state

@@ -148,16 +148,88 @@ async fn reply_to_a_non_reverse_alias_sends_nothing_and_tells_the_owner() {
     assert!(server.sink.for_rcpt("dave@elsewhere.test").is_empty());
 }
 
+/// The SMTP transcript of sending `raw` from `mail_from` to `rcpt`, replies only.
+async fn transcript(
+    server: &postern_tests::harness::TestServer,
+    mail_from: &str,
+    rcpt: &str,
+    raw: &[u8],
+) -> Vec<String> {
+    let mut c = client::SmtpClient::ready(server.smtp()).await;
+    let mut out = Vec::new();
+    for line in [
+        format!("MAIL FROM:<{mail_from}>"),
+        format!("RCPT TO:<{rcpt}>"),
+    ] {
+        out.push(c.cmd(&line).await.chars().take(3).collect());
+    }
+    out.push(c.data(raw).await.chars().take(3).collect());
+    out
+}
+
 #[tokio::test]
-async fn strangers_cannot_write_through_a_reverse_alias() {
+async fn forged_replies_reach_no_contact_and_look_like_genuine_ones() {
     let (server, alias) = server_with_alias().await;
     let bob = contact_from(&server, &alias, "bob@ext.test", 1).await;
-    let mut c = client::SmtpClient::ready(server.smtp()).await;
-    assert!(
-        c.cmd("MAIL FROM:<mallory@evil.test>")
-            .await
-            .starts_with("250")
+    let genuine = transcript(
+        &server,
+        "me@real.test",
+        &bob,
+        &owner_reply(&bob, None, "x@ext.test"),
+    )
+    .await;
+    server.sink.wait_for(2, WAIT).await;
+    assert_eq!(
+        server.sink.for_rcpt("bob@ext.test").len(),
+        1,
+        "the genuine reply went out"
     );
-    let r = c.cmd(&format!("RCPT TO:<{bob}>")).await;
-    assert!(r.starts_with("550 5.7.1"), "{r}");
+
+    // A stranger; and someone sending as one of the alias's mailboxes from a host that
+    // domain's SPF does not allow, with no DKIM signature.
+    server.dns.txt("forged.test", "v=spf1 -all");
+    server.add_mailbox("me@real.test", "me@forged.test").await;
+    let stranger = transcript(
+        &server,
+        "mallory@evil.test",
+        &bob,
+        &owner_reply(&bob, None, "x@ext.test"),
+    )
+    .await;
+    let spoofed = transcript(
+        &server,
+        "me@forged.test",
+        &bob,
+        &owner_reply(&bob, None, "x@ext.test"),
+    )
+    .await;
+    assert_eq!(
+        stranger, genuine,
+        "a stranger learns nothing from the transcript"
+    );
+    assert_eq!(
+        spoofed, genuine,
+        "a forger learns nothing from the transcript"
+    );
+    // Neither reached Bob; the owner heard of both, at a mailbox of the alias.
+    let mails = server.sink.wait_for(4, WAIT).await;
+    assert_eq!(server.sink.for_rcpt("bob@ext.test").len(), 1);
+    let alerts: Vec<_> = mails
+        .iter()
+        .filter(|m| {
+            m.header("Subject").as_deref() == Some("Someone tried to send through your alias")
+        })
+        .collect();
+    assert_eq!(alerts.len(), 2, "one alert per attempt");
+    assert!(
+        alerts
+            .iter()
+            .all(|m| m.rcpts == vec!["me@real.test".to_string()])
+    );
+    let activities = postern_tests::harness::activities(&server, &alias).await;
+    assert_eq!(
+        activities.iter().filter(|a| *a == "refused").count(),
+        2,
+        "{activities:?}"
+    );
 }

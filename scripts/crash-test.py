@@ -31,6 +31,8 @@ import tempfile
 import threading
 import time
 
+import testdns
+
 SUBJECT = re.compile(rb"^Subject: crash-(\d+)\r?$", re.M)
 
 
@@ -136,6 +138,7 @@ def main():
         )
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
+    dns, env["POSTERN_DNS__NAMESERVERS"] = testdns.start(args.bin)
     cli = lambda *a: subprocess.run([args.bin, *a, "--config", config], env=env, check=True,
                                     capture_output=True, timeout=60)
     cli("user", "add", "me@real.test")
@@ -222,6 +225,7 @@ def main():
           f"all_in_after_s={settled_after:.1f}")
     print(f"own resends per kill: {ours / max(args.kills, 1):.1f} (target at most 1: "
           f"{'met' if ours <= args.kills else 'not met'})")
+    dns.terminate()
     ok = not missing and (ours <= args.kills or not args.strict)
     if missing:
         print("missing:", missing[:20])

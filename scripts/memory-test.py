@@ -65,6 +65,7 @@ def main():
         )
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
+    dns, env["POSTERN_DNS__NAMESERVERS"] = crash_test.testdns.start(args.bin)
     cli = lambda *a: subprocess.run([args.bin, *a, "--config", config], env=env, check=True,
                                     capture_output=True, timeout=60)
     proc = None
@@ -125,6 +126,7 @@ def main():
             except subprocess.TimeoutExpired:
                 proc.kill()
         sink.shutdown()
+        dns.terminate()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+
+import testdns
 import time
 
 RECEIVED = []
@@ -81,7 +83,9 @@ def main():
     smtp_port, http_port = free_port(), free_port()
     work = tempfile.mkdtemp(prefix="postern-smoke-")
     env = dict(os.environ)
+    dns, nameserver = testdns.start(binary)
     env.update({
+        "POSTERN_DNS__NAMESERVERS": nameserver,
         "POSTERN_MAIL__ALIAS_DOMAINS": "alias.test",
         "POSTERN_OUTBOUND__RELAY": f"smtp://127.0.0.1:{sink.server_address[1]}?tls=none",
         "POSTERN_SMTP__LISTEN": f"127.0.0.1:{smtp_port}",
@@ -143,6 +147,7 @@ def main():
         server.terminate()
         server.wait(timeout=30)
         sink.shutdown()
+        dns.terminate()
 
 
 if __name__ == "__main__":

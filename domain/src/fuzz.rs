@@ -133,6 +133,7 @@ fn through_the_pipeline(raw: Vec<u8>) {
             reverse_aliases: &reverse,
             restore_ids: &HashMap::new(),
             sender_format: SenderFormat::At,
+            warning: false,
         },
     );
     if let Ok(forward) = forward {

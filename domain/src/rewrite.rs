@@ -70,6 +70,9 @@ pub struct ForwardContext<'a> {
     pub restore_ids: &'a HashMap<String, String>,
     /// How reverse aliases are shown.
     pub sender_format: SenderFormat,
+    /// The sender's domain asks for quarantine and the message fails its DMARC check: the
+    /// subject says so, and a header explains.
+    pub warning: bool,
 }
 
 /// How a reverse alias's display name shows the original sender (SimpleLogin's names).
@@ -126,8 +129,11 @@ pub struct ReplyContext<'a> {
 
 /// Fields dropped from forwarded mail; case-insensitive, a trailing `-` means prefix. The
 /// upstream `Received` fields stay, under our own, so hops can be counted.
-const FORWARD_DROP: &str = "DKIM-Signature Return-Path Authentication-Results Delivered-To \
-    Sender X-Original-To ARC- X-Postern-";
+const FORWARD_DROP: &str = "DKIM-Signature Return-Path Delivered-To Sender X-Original-To \
+    X-Postern-";
+
+/// What a forward's subject starts with when the sender's DMARC policy asks for quarantine.
+pub const WARNING_PREFIX: &str = "[Unverified sender] ";
 
 /// Fields dropped from replies: anything that can carry the owner's mailbox address, the
 /// client's host/IP or a client fingerprint. `Bcc` must never be transmitted.
@@ -429,13 +435,18 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
-/// A display-name phrase: a quoted string for printable ASCII, RFC 2047 base64
-/// encoded words (each at most 72 chars) otherwise. Input must already be `clean`.
-fn phrase(text: &str) -> String {
+/// An unstructured field value: as it is when printable ASCII, RFC 2047 encoded words
+/// otherwise.
+fn unstructured(text: &str) -> String {
+    let text = clean(text);
     if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
-        return format!("\"{escaped}\"");
+        return truncate(&text, MAX_VALUE_BYTES).to_string();
     }
+    encoded_words(&text)
+}
+
+/// RFC 2047 base64 encoded words, each at most 72 characters.
+fn encoded_words(text: &str) -> String {
     let mut words = Vec::new();
     let mut start = 0;
     for (i, c) in text.char_indices() {
@@ -450,6 +461,16 @@ fn phrase(text: &str) -> String {
         .map(|w| format!("=?utf-8?b?{}?=", base64(w.as_bytes())))
         .collect();
     words.join(" ")
+}
+
+/// A display-name phrase: a quoted string for printable ASCII, RFC 2047 base64
+/// encoded words (each at most 72 chars) otherwise. Input must already be `clean`.
+fn phrase(text: &str) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        return format!("\"{escaped}\"");
+    }
+    encoded_words(text)
 }
 
 fn display_name(name: Option<&str>) -> Option<String> {
@@ -878,11 +899,25 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
                     out.extend(header_line(canon, &items.join(", ")));
                 }
             }
+            None if ctx.warning && field.is("Subject") => {
+                let subject = format!("{WARNING_PREFIX}{}", field.text());
+                out.extend(header_line("Subject", &unstructured(&subject)));
+            }
             None => copy_field(&mut out, field),
         }
     }
     if !from_done {
         out.extend_from_slice(&from_line);
+    }
+    if ctx.warning {
+        if !parts.fields.iter().any(|f| f.is("Subject")) {
+            out.extend(header_line("Subject", WARNING_PREFIX.trim_end()));
+        }
+        out.extend(header_line(
+            "X-Postern-Warning",
+            "the sender's domain asks for quarantine, and this message fails its DMARC check: \
+             it may not come from who it claims",
+        ));
     }
     if omitted > 0 {
         // Reply-all must never reach someone without a reverse alias: they are left out,
@@ -1062,6 +1097,7 @@ mod tests {
             reverse_aliases: &map,
             restore_ids: &restore,
             sender_format: SenderFormat::At,
+            warning: false,
         };
         rewrite_forward_at(raw, &ctx, NOW)
     }
@@ -1144,6 +1180,8 @@ mod tests {
             X-Postern-Alias: shop@alias.test\r\n\
             Received: from mx.ext.test (mx.ext.test [203.0.113.5])\r\n\
             \tby mx.alias.test with ESMTPS id 1; Mon, 1 Jan 2024 10:00:00 +0000\r\n\
+            Authentication-Results: mx.alias.test; spf=pass smtp.mailfrom=ext.test\r\n\
+            ARC-Seal: i=1; a=rsa-sha256; cv=none\r\n\
             From: \"Shop Team - News at ext.test\" <ra-news@reply.test>\r\n\
             To: \"Me\" <shop@alias.test>\r\n\
             Cc: \"friend at other.test\" <ra-friend@reply.test>\r\n\
@@ -1303,6 +1341,7 @@ mod tests {
             reverse_aliases: &HashMap::new(),
             restore_ids: &HashMap::new(),
             sender_format: SenderFormat::At,
+            warning: false,
         };
         let err = rewrite_forward(fixture!("multi_from"), &ctx);
         assert_eq!(

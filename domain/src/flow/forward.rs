@@ -253,6 +253,10 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             reverse_aliases: &reverse_aliases,
             restore_ids: &restore_ids,
             sender_format: route.sender_format,
+            warning: crate::pipeline::authenticate::quarantined(
+                source.message.raw(),
+                &ctx.settings().mail.hostname,
+            ),
         };
         let mut rewritten = rewrite::rewrite_forward(source.message.raw(), &rewrite_ctx)
             .map_err(|e| DomainError::MalformedMessage(e.to_string()))?;

@@ -138,6 +138,40 @@ fn dmarc_outcome(r: &DmarcResult) -> Outcome {
     }
 }
 
+/// Whether our verdict stored with the message (the first `Authentication-Results` field,
+/// ours: forged ones in our name are removed on arrival) says the sender's DMARC policy asks
+/// for quarantine and the message failed it.
+pub fn quarantined(raw: &[u8], hostname: &str) -> bool {
+    let mut field = String::new();
+    let mut in_field = false;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+        if line.is_empty() {
+            break;
+        }
+        if in_field {
+            if line.starts_with([' ', '\t']) {
+                field.push_str(&line);
+                continue;
+            }
+            break;
+        }
+        if let Some(value) = line
+            .get(..23)
+            .filter(|n| n.eq_ignore_ascii_case("Authentication-Results:"))
+            .and_then(|_| line.get(23..))
+        {
+            field.push_str(value);
+            in_field = true;
+        }
+    }
+    let ours = field
+        .split(';')
+        .next()
+        .is_some_and(|id| id.trim().eq_ignore_ascii_case(hostname));
+    ours && field.contains("dmarc=fail") && field.contains("policy.dmarc=quarantine")
+}
+
 /// Runs every check on `raw` as received from the envelope's client.
 pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
     let hostname = ctx.settings().mail.hostname.as_str();
@@ -194,6 +228,11 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
         .with_dkim_results(&dkim, &header_from)
         .with_dmarc_result(&dmarc)
         .with_arc_result(&arc, ip);
+    let mut header = results.to_header();
+    if dkim.is_empty() {
+        // Every method is named, even when there was nothing to check.
+        header = header.replacen(";\r\n\tdmarc=", ";\r\n\tdkim=none;\r\n\tdmarc=", 1);
+    }
     let dkim_pass: Vec<String> = dkim
         .iter()
         .filter(|o| o.result() == &DkimResult::Pass)
@@ -208,22 +247,7 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
             .or_else(|| dkim.first().map(|o| dkim_outcome(o.result())))
             .unwrap_or(Outcome::None)
     };
-    let dmarc_result =
-        if dmarc.dkim_result() == &DmarcResult::Pass || dmarc.spf_result() == &DmarcResult::Pass {
-            Outcome::Pass
-        } else {
-            let spf = dmarc_outcome(dmarc.spf_result());
-            let dkim = dmarc_outcome(dmarc.dkim_result());
-            if spf == Outcome::TempError || dkim == Outcome::TempError {
-                Outcome::TempError
-            } else if spf == Outcome::Fail || dkim == Outcome::Fail {
-                Outcome::Fail
-            } else if spf == Outcome::PermError || dkim == Outcome::PermError {
-                Outcome::PermError
-            } else {
-                Outcome::None
-            }
-        };
+    let dmarc_result = dmarc_outcome(&dmarc.result());
     Checks {
         spf: spf_outcome(spf.result()),
         spf_domain: spf.domain().to_ascii_lowercase(),
@@ -236,7 +260,7 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
             Policy::None | Policy::Unspecified => DmarcPolicy::None,
         },
         arc: dkim_outcome(arc.result()),
-        header: results.to_header(),
+        header,
     }
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod api;
+mod auth;
 mod forward;
 mod gateway;
 mod hardening;

@@ -1,0 +1,264 @@
+//! Sender authentication at the MX: SPF, DKIM and DMARC checked against DNS answers seeded on
+//! loopback, written into our Authentication-Results, and acted on.
+
+use postern::cli::{Command, DomainCommand};
+use postern_tests::client::{self, SmtpClient};
+use postern_tests::harness::{TestServer, WAIT};
+
+const ALIAS: &str = "shop@alias.test";
+
+async fn server() -> TestServer {
+    // signer.test is one of ours only so that the server has keys for it: tests sign
+    // "outside" mail with them and publish them in the test DNS.
+    let server = TestServer::start_with(&[("mail.alias_domains", "alias.test,signer.test")]).await;
+    server.add_user("me@real.test").await;
+    server.add_alias("me@real.test", Some(ALIAS), &[]).await;
+    server
+}
+
+fn mail(from: &str, subject: &str) -> String {
+    format!(
+        "From: Sender <{from}>\r\nTo: {ALIAS}\r\nSubject: {subject}\r\n\
+         Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@ext.test>\r\n\r\nbody\r\n"
+    )
+}
+
+/// Sends `raw` from `mail_from`; returns the final reply.
+async fn send(server: &TestServer, mail_from: &str, raw: &[u8]) -> String {
+    client::send(server.smtp(), mail_from, &[ALIAS], raw).await
+}
+
+/// Our Authentication-Results in the n-th forward, unfolded.
+async fn verdict(server: &TestServer, n: usize) -> String {
+    let got = server.sink.wait_for(n, WAIT).await;
+    let header = got[n - 1]
+        .header("Authentication-Results")
+        .expect("our A-R");
+    assert!(header.starts_with("mx.alias.test;"), "{header}");
+    header.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn spf_pass_fail_softfail_none_and_temperror() {
+    let server = server().await;
+    let dns = &server.dns;
+    dns.txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.txt("fail.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.txt("soft.test", "v=spf1 ~all");
+    dns.fail("temp.test");
+    let cases = [
+        ("a@pass.test", "spf=pass"),
+        ("a@fail.test", "spf=fail"),
+        ("a@soft.test", "spf=softfail"),
+        ("a@none.test", "spf=none"),
+        ("a@temp.test", "spf=temperror"),
+    ];
+    for (n, (from, expected)) in cases.iter().enumerate() {
+        let r = send(&server, from, mail(from, &format!("spf{n}")).as_bytes()).await;
+        assert!(r.starts_with("250"), "{from}: {r}");
+        let v = verdict(&server, n + 1).await;
+        assert!(v.contains(expected), "{from}: {v}");
+        assert!(v.contains(&format!("smtp.mailfrom={from}")), "{v}");
+    }
+}
+
+/// `message` DKIM-signed (RSA and Ed25519) for signer.test with the server's keys, and
+/// those keys published in the test DNS.
+async fn signed(server: &TestServer, message: &str) -> Vec<u8> {
+    let dns = server
+        .cli(Command::Domain(DomainCommand::Dns {
+            domain: "signer.test".into(),
+        }))
+        .await
+        .expect("dns records");
+    for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
+        let (name, rest) = line.split_once(". IN TXT ").expect("TXT line");
+        let value: String = rest.split('"').skip(1).step_by(2).collect();
+        server.dns.txt(name, &value);
+    }
+    server
+        .running()
+        .ctx
+        .signers()
+        .sign("signer.test", message.as_bytes().to_vec())
+        .expect("sign")
+}
+
+#[tokio::test]
+async fn dkim_pass_fail_and_none() {
+    let server = server().await;
+    let good = signed(&server, &mail("news@signer.test", "dkim-good")).await;
+    let r = send(&server, "bounce@other.test", &good).await;
+    assert!(r.starts_with("250"), "{r}");
+    let v = verdict(&server, 1).await;
+    assert_eq!(v.matches("dkim=pass").count(), 2, "both signatures: {v}");
+
+    // Body tampered after signing.
+    let tampered = String::from_utf8(signed(&server, &mail("news@signer.test", "dkim-body")).await)
+        .expect("text")
+        .replace("\r\n\r\nbody\r\n", "\r\n\r\nBODY changed\r\n");
+    send(&server, "bounce@other.test", tampered.as_bytes()).await;
+    let v = verdict(&server, 2).await;
+    assert!(
+        (v.contains("dkim=fail") || v.contains("dkim=neutral")) && !v.contains("dkim=pass"),
+        "{v}"
+    );
+
+    // A signed header changed.
+    let header = String::from_utf8(signed(&server, &mail("news@signer.test", "dkim-head")).await)
+        .expect("text")
+        .replace("Subject: dkim-head", "Subject: dkim-head changed");
+    send(&server, "bounce@other.test", header.as_bytes()).await;
+    let v = verdict(&server, 3).await;
+    assert!(
+        (v.contains("dkim=fail") || v.contains("dkim=neutral")) && !v.contains("dkim=pass"),
+        "{v}"
+    );
+
+    // Unsigned.
+    send(
+        &server,
+        "bounce@other.test",
+        mail("news@signer.test", "dkim-none").as_bytes(),
+    )
+    .await;
+    let v = verdict(&server, 4).await;
+    assert!(v.contains("dkim=none"), "{v}");
+}
+
+#[tokio::test]
+async fn dmarc_reject_quarantine_and_pass() {
+    let server = server().await;
+    let dns = &server.dns;
+    for domain in ["reject.test", "quarantine.test"] {
+        dns.txt(domain, "v=spf1 ip4:192.0.2.1 -all");
+    }
+    dns.txt("_dmarc.reject.test", "v=DMARC1; p=reject");
+    dns.txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine");
+    dns.txt("_dmarc.aligned.test", "v=DMARC1; p=reject; aspf=s");
+    dns.txt("pass.aligned.test", "v=spf1 ip4:127.0.0.0/8 -all");
+
+    // p=reject and failing: refused at DATA, nothing forwarded.
+    let r = send(
+        &server,
+        "x@reject.test",
+        mail("ceo@reject.test", "forged").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+
+    // p=quarantine and failing: delivered, marked.
+    let r = send(
+        &server,
+        "x@quarantine.test",
+        mail("ceo@quarantine.test", "invoice").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(
+        got[0].header("Subject").as_deref(),
+        Some("[Unverified sender] invoice")
+    );
+    assert!(got[0].header("X-Postern-Warning").is_some());
+    let v = verdict(&server, 1).await;
+    assert!(
+        v.contains("dmarc=fail") && v.contains("policy.dmarc=quarantine"),
+        "{v}"
+    );
+
+    // Strict SPF alignment: a subdomain's pass does not align; the exact domain's does.
+    dns.txt("aligned.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "x@aligned.test",
+        mail("ceo@aligned.test", "fine").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let v = verdict(&server, 2).await;
+    assert!(v.contains("dmarc=pass"), "{v}");
+    let r = send(
+        &server,
+        "x@pass.aligned.test",
+        mail("ceo@aligned.test", "strict").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("550 5.7.1"), "strict alignment: {r}");
+    assert_eq!(server.sink.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_dns_outage_is_a_temporary_failure_never_a_pass() {
+    let server = server().await;
+    server.dns.fail("_dmarc.down.test");
+    let r = send(
+        &server,
+        "x@down.test",
+        mail("ceo@down.test", "outage").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("451 4.4.3"), "{r}");
+    assert!(server.sink.received().is_empty());
+    assert!(postern_tests::harness::deliveries(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn results_claiming_our_name_are_removed_others_kept() {
+    let server = server().await;
+    server.dns.txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let raw = format!(
+        "Authentication-Results: mx.alias.test; spf=pass; dkim=pass; dmarc=pass\r\n\
+         ARC-Authentication-Results: i=1; mx.alias.test; dmarc=pass\r\n\
+         ARC-Seal: i=1; a=rsa-sha256; cv=none; d=alias.test; s=x; b=AAAA\r\n\
+         ARC-Message-Signature: i=1; a=rsa-sha256; d=alias.test; s=x; h=from; bh=AAAA; b=AAAA\r\n\
+         Authentication-Results: mx.upstream.test; spf=pass smtp.mailfrom=pass.test\r\n\
+         {}",
+        mail("a@pass.test", "claims")
+    );
+    let r = send(&server, "a@pass.test", raw.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let text = got[0].text();
+    assert_eq!(
+        text.matches("Authentication-Results: mx.alias.test;")
+            .count(),
+        1,
+        "only ours:\n{text}"
+    );
+    assert!(
+        !text.contains("ARC-Seal: i=1; a=rsa-sha256; cv=none; d=alias.test"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Authentication-Results: mx.upstream.test;"),
+        "{text}"
+    );
+    let v = verdict(&server, 1).await;
+    assert!(v.contains("spf=pass") && !v.contains("dkim=pass"), "{v}");
+}
+
+#[tokio::test]
+async fn rcpt_to_a_reverse_alias_tells_a_stranger_nothing() {
+    let server = server().await;
+    server.dns.txt("ext.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "bob@ext.test",
+        mail("bob@ext.test", "hello").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let reverse = crate::reverse_alias_of(&got[0].header("From").expect("From"));
+    for sender in ["me@real.test", "mallory@evil.test", "guess@real.test"] {
+        let mut c = SmtpClient::ready(server.smtp()).await;
+        assert!(
+            c.cmd(&format!("MAIL FROM:<{sender}>"))
+                .await
+                .starts_with("250")
+        );
+        let r = c.cmd(&format!("RCPT TO:<{reverse}>")).await;
+        assert!(r.starts_with("250 2.1.5"), "{sender}: {r}");
+    }
+}

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use data_encoding::BASE64;
+use mail_auth::arc::ArcSealer;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
+use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
 use postern_entity::dkim_key;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sea_orm::sea_query::OnConflict;
@@ -136,6 +138,8 @@ pub async fn dns_records(db: &impl ConnectionTrait, domain: &str) -> Result<Vec<
 struct DomainSigners {
     rsa: DkimSigner<RsaKey<Sha256>, mail_auth::dkim::Done>,
     ed25519: DkimSigner<Ed25519Key, mail_auth::dkim::Done>,
+    /// ARC sets, with the same RSA key as DKIM.
+    arc: ArcSealer<RsaKey<Sha256>, mail_auth::dkim::Done>,
 }
 
 /// Every domain's signers, loaded once (parsing an RSA key costs far more than using it).
@@ -165,6 +169,10 @@ impl Signers {
             .map_err(|e| DomainError::Crypto(e.to_string()))?;
             let ed_key = Ed25519Key::from_pkcs8_der(&ed.private_key)
                 .map_err(|e| DomainError::Crypto(e.to_string()))?;
+            let arc_key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(
+                PrivatePkcs8KeyDer::from(rsa.private_key.clone()),
+            ))
+            .map_err(|e| DomainError::Crypto(e.to_string()))?;
             map.insert(
                 domain.clone(),
                 DomainSigners {
@@ -176,12 +184,50 @@ impl Signers {
                         .domain(domain.as_str())
                         .selector(ed.selector.as_str())
                         .headers(SIGNED_HEADERS.iter().copied()),
+                    arc: ArcSealer::from_key(arc_key)
+                        .domain(domain.as_str())
+                        .selector(rsa.selector.as_str())
+                        .headers(SIGNED_HEADERS.iter().copied()),
                 },
             );
         }
         Ok(Self {
             domains: Arc::new(map),
         })
+    }
+
+    /// Returns `message` with an ARC set for `domain` prepended: our `results` of checking
+    /// what we received, `arc` the chain it arrived with (instance one above it). A chain
+    /// that failed is not extended: the message is returned as it is.
+    pub fn seal(
+        &self,
+        domain: &str,
+        mut message: Vec<u8>,
+        results: &AuthenticationResults,
+        arc: &ArcOutput,
+    ) -> Result<Vec<u8>> {
+        if !arc.can_be_sealed() {
+            return Ok(message);
+        }
+        let signers = self
+            .domains
+            .get(domain)
+            .ok_or_else(|| DomainError::NotFound(format!("ARC key for {domain}")))?;
+        let set = {
+            let parsed = AuthenticatedMessage::parse(&message).ok_or_else(|| {
+                DomainError::MalformedMessage("the forward cannot be parsed for ARC".into())
+            })?;
+            signers
+                .arc
+                .seal(&parsed, results, arc)
+                .map_err(|e| DomainError::Crypto(e.to_string()))?
+                .to_header()
+                // The same folding flaw as in DKIM (see `tidy_signature`), in each header.
+                .replace("\r\n\t;\r\n", ";\r\n")
+        };
+        message.reserve_exact(set.len());
+        message.splice(0..0, set.into_bytes());
+        Ok(message)
     }
 
     /// Returns `message` with an RSA and an Ed25519 `DKIM-Signature` for `domain` prepended.

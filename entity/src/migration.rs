@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_pipeline::Migration),
             Box::new(m20261202_000008_account_hardening::Migration),
             Box::new(m20261202_000009_message_parts::Migration),
+            Box::new(m20261202_000010_message_client::Migration),
         ]
     }
 }
@@ -823,6 +824,40 @@ mod m20261202_000009_message_parts {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+/// A stored message keeps who delivered it to us, so a forward can be sealed (ARC) with the
+/// same checks at delivery as at receipt.
+mod m20261202_000010_message_client {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000010_message_client"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for col in [string_null("client_ip"), string_null("helo")] {
+                m.alter_table(Table::alter().table("messages").add_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for col in ["client_ip", "helo"] {
+                m.alter_table(Table::alter().table("messages").drop_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -74,12 +74,37 @@ pub async fn verify_dkim(
     message: &[u8],
     domain: &str,
 ) -> Result<String, String> {
+    verify(server, message, domain, false).await
+}
+
+/// [`verify_dkim`], and the ARC chain must validate too (dkimpy's `arc_verify`, cv=pass).
+pub async fn verify_dkim_and_arc(
+    server: &crate::harness::TestServer,
+    message: &[u8],
+    domain: &str,
+) -> Result<String, String> {
+    verify(server, message, domain, true).await
+}
+
+async fn verify(
+    server: &crate::harness::TestServer,
+    message: &[u8],
+    domain: &str,
+    arc: bool,
+) -> Result<String, String> {
     use postern::cli::{Command as Cli, DomainCommand};
-    let dns = server
-        .cli(Cli::Domain(DomainCommand::Dns {
-            domain: domain.into(),
-        }))
-        .await?;
+    // The keys of every domain the server signs for: a chain may hold several.
+    let mail = &server.settings.mail;
+    let mut domains = mail.alias_domains.clone();
+    domains.push(mail.reply_domain.clone());
+    let mut dns = String::new();
+    for d in domains {
+        dns.push_str(
+            &server
+                .cli(Cli::Domain(DomainCommand::Dns { domain: d }))
+                .await?,
+        );
+    }
     let mut args = Vec::new();
     for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
         let (name, rest) = line
@@ -98,6 +123,7 @@ pub async fn verify_dkim(
         .args(&args)
         .arg("--domain")
         .arg(domain)
+        .args(arc.then_some("--arc"))
         .output()
         .map_err(|e| format!("run dkim_verify.py: {e}"))?;
     let report = format!(

@@ -30,6 +30,8 @@ pub struct Source {
     pub mail_from: String,
     /// Its token: the Message-ID of what is rendered from it, where one is needed.
     pub token: String,
+    /// The client that delivered it (address, HELO name); `None` for our own notices.
+    pub client: Option<(std::net::IpAddr, String)>,
 }
 
 impl Source {
@@ -39,6 +41,10 @@ impl Source {
             message: ParsedMessage::parse(stored.raw)?,
             mail_from: stored.mail_from.unwrap_or_default(),
             token: stored.token.unwrap_or_else(|| format!("m{message_id}")),
+            client: stored
+                .client_ip
+                .and_then(|ip| ip.parse().ok())
+                .map(|ip| (ip, stored.helo.unwrap_or_default())),
         })
     }
 }

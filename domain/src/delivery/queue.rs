@@ -41,6 +41,7 @@ pub async fn store_message(
     db: &impl ConnectionTrait,
     mail_from: Option<&str>,
     token: Option<&str>,
+    client: Option<&(std::net::IpAddr, String)>,
     raw: Vec<u8>,
 ) -> Result<i64> {
     // Each layer under an insert (statement builder, driver, database) copies a value: a
@@ -62,6 +63,8 @@ pub async fn store_message(
         raw: Set(inline),
         created_at: Set(chrono::Utc::now()),
         parts: Set(i32::try_from(parts).unwrap_or(i32::MAX)),
+        client_ip: Set(client.map(|(ip, _)| ip.to_string())),
+        helo: Set(client.map(|(_, helo)| helo.clone())),
         ..Default::default()
     };
     let id = message::Entity::insert(row).exec(db).await?.last_insert_id;

@@ -228,7 +228,8 @@ pub fn plan(
     });
 }
 
-/// What a forward delivery sends: the received message rewritten for the owner, signed.
+/// What a forward delivery sends: the received message rewritten for the owner, ARC-sealed
+/// and DKIM-signed.
 pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> Result<Vec<u8>> {
     let route = super::route_of(ctx, d).await?;
     let alias_id = route.alias.id;
@@ -244,6 +245,7 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
     )
     .await?;
     let ctx = ctx.clone();
+    let runtime = tokio::runtime::Handle::current();
     cpu(move || {
         let reply_domain = &ctx.settings().mail.reply_domain;
         let rewrite_ctx = ForwardContext {
@@ -265,7 +267,24 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             let id = format!("Message-ID: <{}@{reply_domain}>\r\n", source.token);
             rewritten.splice(0..0, id.into_bytes());
         }
-        ctx.signers().sign(reply_domain, rewritten)
+        let client =
+            source
+                .client
+                .as_ref()
+                .map(|(ip, helo)| crate::pipeline::authenticate::Client {
+                    ip: *ip,
+                    helo,
+                    mail_from: &source.mail_from,
+                });
+        let sealed = crate::pipeline::authenticate::seal(
+            &runtime,
+            &ctx,
+            source.message.raw(),
+            client.as_ref(),
+            reply_domain,
+            rewritten,
+        )?;
+        ctx.signers().sign(reply_domain, sealed)
     })
     .await
 }

@@ -98,8 +98,14 @@ impl Plan {
                 Some(raw) => raw,
                 None => source.message.raw().to_vec(),
             };
-            let id =
-                queue::store_message(db, Some(&source.mail_from), Some(&source.token), raw).await?;
+            let id = queue::store_message(
+                db,
+                Some(&source.mail_from),
+                Some(&source.token),
+                source.client.as_ref(),
+                raw,
+            )
+            .await?;
             out.received =
                 queue::enqueue(db, queue_settings, ctx.instance(), id, &self.deliveries).await?;
         }
@@ -107,7 +113,7 @@ impl Plan {
             // Passed on as it came, marked, unsigned: we do not vouch for its content.
             let mut raw = format!("X-Postern-Postmaster: {rcpt}\r\n").into_bytes();
             raw.extend_from_slice(source.message.raw());
-            let id = queue::store_message(db, Some(&source.mail_from), None, raw).await?;
+            let id = queue::store_message(db, Some(&source.mail_from), None, None, raw).await?;
             let delivery = NewDelivery {
                 kind: DeliveryKind::Postmaster,
                 rcpt: to.clone(),

@@ -76,7 +76,7 @@ pub async fn store(
     }
     let reply_domain = &ctx.settings().mail.reply_domain;
     let raw = build(reply_domain, &notice.to, &notice.subject, &notice.text);
-    let message_id = queue::store_message(db, None, None, raw).await?;
+    let message_id = queue::store_message(db, None, None, None, raw).await?;
     queue::enqueue(
         db,
         &ctx.settings().queue,

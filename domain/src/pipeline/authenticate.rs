@@ -172,35 +172,141 @@ pub fn quarantined(raw: &[u8], hostname: &str) -> bool {
     ours && field.contains("dmarc=fail") && field.contains("policy.dmarc=quarantine")
 }
 
+/// Who delivered a message to us: what SPF is checked with.
+pub struct Client<'a> {
+    pub ip: IpAddr,
+    pub helo: &'a str,
+    /// The envelope sender, "" for the null sender.
+    pub mail_from: &'a str,
+}
+
+/// mail-auth's outputs for one message, borrowing it.
+struct Verified<'x> {
+    spf: mail_auth::SpfOutput,
+    dkim: Vec<mail_auth::DkimOutput<'x>>,
+    arc: mail_auth::ArcOutput<'x>,
+    dmarc: mail_auth::DmarcOutput,
+    results: AuthenticationResults<'x>,
+}
+
+/// SPF, DKIM, ARC and DMARC of `message` from `client`, and the results header built of them.
+/// Without a client (a message stored before clients were recorded) SPF is `none`.
+async fn verify<'x>(
+    auth: &mail_auth::MessageAuthenticator,
+    hostname: &'x str,
+    message: &'x AuthenticatedMessage<'x>,
+    client: Option<&Client<'_>>,
+    mail_from_domain: &'x str,
+) -> Verified<'x> {
+    let spf = match client {
+        Some(c) if c.mail_from.is_empty() => {
+            auth.verify_spf(SpfParameters::verify_ehlo(c.ip, c.helo, hostname))
+                .await
+        }
+        Some(c) => {
+            auth.verify_spf(SpfParameters::verify_mail_from(
+                c.ip,
+                c.helo,
+                hostname,
+                c.mail_from,
+            ))
+            .await
+        }
+        None => mail_auth::SpfOutput::new(mail_from_domain.to_string()),
+    };
+    let dkim = auth.verify_dkim(message).await;
+    let arc = auth.verify_arc(message).await;
+    let dmarc = auth
+        .verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf))
+        .await;
+    let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip);
+    let mut results = AuthenticationResults::new(hostname);
+    if let Some(c) = client {
+        results = results.with_spf_mailfrom_result(&spf, c.ip, c.mail_from, c.helo);
+    }
+    let results = results
+        .with_dkim_results(&dkim, message.from())
+        .with_dmarc_result(&dmarc)
+        .with_arc_result(&arc, ip);
+    Verified {
+        spf,
+        dkim,
+        arc,
+        dmarc,
+        results,
+    }
+}
+
+fn mail_from_domain(client: &Client<'_>) -> String {
+    client
+        .mail_from
+        .rsplit_once('@')
+        .map_or(client.helo, |(_, d)| d)
+        .to_ascii_lowercase()
+}
+
+/// Seals a rewritten `forward` with an ARC set for `domain`: the checks are run again on
+/// `original` (as stored, with the client it came from), so the set's
+/// ARC-Authentication-Results say what we found, and the received chain is extended one
+/// instance up. A received chain that failed is not extended. Blocking: call it on the
+/// blocking pool, with a handle to the runtime for the DNS questions (answered from the
+/// resolver's cache when the message was just received).
+pub fn seal(
+    runtime: &tokio::runtime::Handle,
+    ctx: &Context,
+    original: &[u8],
+    client: Option<&Client<'_>>,
+    domain: &str,
+    forward: Vec<u8>,
+) -> crate::Result<Vec<u8>> {
+    let Some(message) = AuthenticatedMessage::parse(original) else {
+        return Ok(forward);
+    };
+    let hostname = ctx.settings().mail.hostname.as_str();
+    let from_domain = client.map(mail_from_domain).unwrap_or_default();
+    let verified = runtime.block_on(verify(
+        ctx.authenticator(),
+        hostname,
+        &message,
+        client,
+        &from_domain,
+    ));
+    ctx.signers()
+        .seal(domain, forward, &verified.results, &verified.arc)
+}
+
 /// Runs every check on `raw` as received from the envelope's client.
 pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
     let hostname = ctx.settings().mail.hostname.as_str();
-    let auth = ctx.authenticator();
-    let ip: IpAddr = envelope.remote_ip;
     let helo = if envelope.helo.is_empty() {
         "unknown"
     } else {
         envelope.helo.as_str()
     };
-    let mail_from = envelope.mail_from.as_str();
-    let mail_from_domain = mail_from
-        .rsplit_once('@')
-        .map_or(helo, |(_, d)| d)
-        .to_ascii_lowercase();
-    let spf = if mail_from.is_empty() {
-        auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname))
-            .await
-    } else {
-        auth.verify_spf(SpfParameters::verify_mail_from(
-            ip, helo, hostname, mail_from,
-        ))
-        .await
+    let client = Client {
+        ip: envelope.remote_ip,
+        helo,
+        mail_from: envelope.mail_from.as_str(),
     };
+    let mail_from_domain = mail_from_domain(&client);
     let Some(message) = AuthenticatedMessage::parse(raw) else {
         // Nothing mail-auth can read as a message (the repair stage makes one of it): no
         // signature can be checked, and there is no From domain for DMARC.
-        let results = AuthenticationResults::new(hostname)
-            .with_spf_mailfrom_result(&spf, ip, mail_from, helo);
+        let spf = ctx
+            .authenticator()
+            .verify_spf(SpfParameters::verify_mail_from(
+                client.ip,
+                helo,
+                hostname,
+                client.mail_from,
+            ))
+            .await;
+        let results = AuthenticationResults::new(hostname).with_spf_mailfrom_result(
+            &spf,
+            client.ip,
+            client.mail_from,
+            helo,
+        );
         return Checks {
             spf: spf_outcome(spf.result()),
             spf_domain: mail_from_domain,
@@ -212,22 +318,20 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
             header: results.to_header(),
         };
     };
-    let dkim = auth.verify_dkim(&message).await;
-    let arc = auth.verify_arc(&message).await;
-    let dmarc = auth
-        .verify_dmarc(DmarcParameters::new(
-            &message,
-            &dkim,
-            &mail_from_domain,
-            &spf,
-        ))
-        .await;
-    let header_from = message.from().to_string();
-    let results = AuthenticationResults::new(hostname)
-        .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
-        .with_dkim_results(&dkim, &header_from)
-        .with_dmarc_result(&dmarc)
-        .with_arc_result(&arc, ip);
+    let Verified {
+        spf,
+        dkim,
+        arc,
+        dmarc,
+        results,
+    } = verify(
+        ctx.authenticator(),
+        hostname,
+        &message,
+        Some(&client),
+        &mail_from_domain,
+    )
+    .await;
     let mut header = results.to_header();
     if dkim.is_empty() {
         // Every method is named, even when there was nothing to check.

@@ -158,6 +158,7 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         message,
         mail_from: envelope.mail_from.clone(),
         token: flow::notice::new_token(),
+        client: Some((envelope.remote_ip, envelope.helo.clone())),
     });
     let message = &source.message;
 

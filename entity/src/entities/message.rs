@@ -16,6 +16,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// How many `message_parts` hold the bytes (0: they are in `raw`).
     pub parts: i32,
+    /// The client's address and HELO name, for checking the sender again when a forward is
+    /// sealed (ARC); `None` for notices.
+    pub client_ip: Option<String>,
+    pub helo: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

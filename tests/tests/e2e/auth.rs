@@ -262,3 +262,93 @@ async fn rcpt_to_a_reverse_alias_tells_a_stranger_nothing() {
         assert!(r.starts_with("250 2.1.5"), "{sender}: {r}");
     }
 }
+
+#[tokio::test]
+async fn forwards_are_arc_sealed_and_dkimpy_validates_the_chain() {
+    let server = server().await;
+    server.dns.txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "a@pass.test",
+        mail("a@pass.test", "sealed").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let text = got[0].text();
+    for field in [
+        "ARC-Seal: i=1;",
+        "ARC-Message-Signature: i=1;",
+        "ARC-Authentication-Results: i=1;",
+    ] {
+        assert!(text.contains(field), "{field} in:\n{text}");
+    }
+    assert!(text.contains("cv=none"), "{text}");
+    let report = postern_tests::verifier::verify_dkim_and_arc(&server, &got[0].data, "reply.test")
+        .await
+        .unwrap_or_else(|report| panic!("ARC verification failed:\n{report}"));
+    assert!(report.contains("cv=pass"), "{report}");
+}
+
+#[tokio::test]
+async fn a_received_chain_is_extended_one_instance_up() {
+    let server = server().await;
+    // An upstream forwarder (signer.test, keys published) sealed the message first.
+    let upstream = signed(&server, &mail("news@signer.test", "chained")).await;
+    let ctx = &server.running().ctx;
+    let sealed = {
+        let results = mail_auth::AuthenticationResults::new("mx.signer.test");
+        ctx.signers()
+            .seal(
+                "signer.test",
+                upstream,
+                &results,
+                &mail_auth::ArcOutput::default(),
+            )
+            .expect("upstream seal")
+    };
+    let r = send(&server, "bounce@signer.test", &sealed).await;
+    assert!(r.starts_with("250"), "{r}");
+    let v = verdict(&server, 1).await;
+    assert!(v.contains("arc=pass"), "{v}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let text = got[0].text();
+    assert!(
+        text.contains("ARC-Seal: i=2;") && text.contains("cv=pass"),
+        "{text}"
+    );
+    assert!(text.contains("ARC-Seal: i=1;"), "the upstream set is kept");
+    let report = postern_tests::verifier::verify_dkim_and_arc(&server, &got[0].data, "reply.test")
+        .await
+        .unwrap_or_else(|report| panic!("ARC verification failed:\n{report}"));
+    assert!(report.contains("cv=pass"), "{report}");
+
+    // The same upstream set with its seal broken: recorded as a failed chain.
+    let broken = String::from_utf8(sealed_again(&server).await)
+        .expect("text")
+        .replacen("mx.signer.test", "mx.signer.tesx", 1);
+    assert!(
+        broken.contains("mx.signer.tesx"),
+        "the sealed results were changed"
+    );
+    let r = send(&server, "bounce@signer.test", broken.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let v = verdict(&server, 2).await;
+    assert!(v.contains("arc=fail"), "{v}");
+}
+
+async fn sealed_again(server: &TestServer) -> Vec<u8> {
+    let upstream = signed(server, &mail("news@signer.test", "broken")).await;
+    let results = mail_auth::AuthenticationResults::new("mx.signer.test");
+    server
+        .running()
+        .ctx
+        .signers()
+        .seal(
+            "signer.test",
+            upstream,
+            &results,
+            &mail_auth::ArcOutput::default(),
+        )
+        .expect("upstream seal")
+}

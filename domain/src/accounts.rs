@@ -794,6 +794,8 @@ pub struct SettingsUpdate {
     pub random_alias_suffix: Option<String>,
     pub notification: Option<bool>,
     pub default_alias_domain: Option<String>,
+    /// `return_2xx` or `return_5xx`.
+    pub block_behaviour: Option<String>,
 }
 
 pub async fn update_settings(
@@ -823,6 +825,12 @@ pub async fn update_settings(
     }
     if let Some(n) = update.notification {
         active.notification = Set(n);
+    }
+    if let Some(b) = update.block_behaviour {
+        if !matches!(b.as_str(), "return_2xx" | "return_5xx") {
+            return Err(DomainError::Invalid("Invalid block_behaviour".into()));
+        }
+        active.block_behaviour = Set(b);
     }
     if let Some(d) = update.default_alias_domain {
         if !settings.mail.alias_domains.contains(&d) {

@@ -38,6 +38,8 @@ pub struct Route {
     /// Its verified mailboxes.
     pub mailboxes: Vec<mailbox::Model>,
     pub sender_format: SenderFormat,
+    /// The owner answers blocked senders with `550 5.1.1` rather than a silent `250`.
+    pub refuse_blocked: bool,
 }
 
 impl Route {

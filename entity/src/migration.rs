@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_account_hardening::Migration),
             Box::new(m20261202_000009_message_parts::Migration),
             Box::new(m20261202_000010_message_client::Migration),
+            Box::new(m20261202_000011_block_behaviour::Migration),
         ]
     }
 }
@@ -858,6 +859,43 @@ mod m20261202_000010_message_client {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// What a blocked sender hears, per user.
+mod m20261202_000011_block_behaviour {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000011_block_behaviour"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .add_column(string("block_behaviour").default("return_2xx"))
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .drop_column("block_behaviour")
+                    .to_owned(),
+            )
+            .await
         }
     }
 }

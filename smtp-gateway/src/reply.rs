@@ -285,7 +285,7 @@ impl From<&Receipt> for Reply {
                 "4.4.3",
                 "Could not check the sender's domain (DNS did not answer), try again later",
             ),
-            Receipt::Rejected(why) => Reply::new(550, "5.7.1", why.clone()),
+            Receipt::Rejected(status, why) => Reply::new(550, status, why.clone()),
             Receipt::Loop { hops } => Reply::new(
                 554,
                 "5.4.6",

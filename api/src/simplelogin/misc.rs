@@ -180,6 +180,7 @@ fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
         "random_alias_default_domain": accounts::alias_domain_for(state.ctx.settings(), u),
         "sender_format": postern_domain::rewrite::SenderFormat::parse(&u.sender_format).unwrap_or_default().as_str(),
         "random_alias_suffix": u.random_alias_suffix,
+        "block_behaviour": u.block_behaviour,
     })
 }
 
@@ -231,6 +232,7 @@ pub async fn update_setting(
             ),
         },
         default_alias_domain: text("random_alias_default_domain")?,
+        block_behaviour: text("block_behaviour")?,
     };
     let user =
         accounts::update_settings(state.ctx.db(), state.ctx.settings(), user, update).await?;

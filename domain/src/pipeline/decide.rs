@@ -90,9 +90,15 @@ pub enum Decision {
     },
 }
 
-/// A message to an alias. `sender_blocked`: the owner blocked the sender's contact.
-pub fn decide_forward(route: Arc<Route>, envelope: &Envelope, sender_blocked: bool) -> Decision {
-    if route.mailbox(&envelope.mail_from).is_some() {
+/// A message to an alias. `sender_blocked`: the owner blocked the sender's contact;
+/// `from_ourselves`: its `From:` is one of our reverse aliases or another alias of the owner.
+pub fn decide_forward(
+    route: Arc<Route>,
+    envelope: &Envelope,
+    sender_blocked: bool,
+    from_ourselves: bool,
+) -> Decision {
+    if route.mailbox(&envelope.mail_from).is_some() || from_ourselves {
         Decision::Loop(route)
     } else if !route.alias.enabled {
         Decision::Block(route, BlockReason::AliasDisabled)

@@ -29,8 +29,9 @@ pub enum Receipt {
     Loop { hops: usize },
     /// A check needed DNS and DNS did not answer: try again later, nothing was kept.
     DnsTemporary,
-    /// Refused by policy (the sender's DMARC `p=reject` failed), with the reason.
-    Rejected(String),
+    /// Refused (`550`) with an enhanced status and the reason: the sender's DMARC
+    /// `p=reject` failed (5.7.1), or every recipient refuses the sender (5.1.1).
+    Rejected(&'static str, String),
 }
 
 /// Messages larger than this are not kept in memory between receipt and first attempt.
@@ -165,6 +166,9 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
     // 2. Resolve and decide, per recipient (a reply: per alias, with its contacts).
     let mut plan = Plan::default();
     let mut forwarded = HashSet::new();
+    // Recipients that refuse (blocked, with the owner's `return_5xx`) and the others: DATA
+    // answers 550 only when every recipient refuses.
+    let (mut refusing, mut accepting) = (0usize, 0usize);
     let mut replies: BTreeMap<
         i64,
         (
@@ -180,15 +184,25 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                     continue;
                 }
                 if checks.dmarc_rejects() {
-                    return Ok(Receipt::Rejected(format!(
-                        "Rejected: the sender's domain publishes a DMARC policy of reject, and \
+                    return Ok(Receipt::Rejected(
+                        "5.7.1",
+                        format!(
+                            "Rejected: the sender's domain publishes a DMARC policy of reject, and \
                          this message fails it ({})",
-                        checks.summary()
-                    )));
+                            checks.summary()
+                        ),
+                    ));
                 }
                 let facts =
                     forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?;
-                let decision = decide::decide_forward(route, envelope, facts.sender_blocked());
+                let from_ourselves =
+                    resolve::is_our_own(ctx, &facts.sender.address, route.alias.user_id).await?;
+                let decision =
+                    decide::decide_forward(route, envelope, facts.sender_blocked(), from_ourselves);
+                match &decision {
+                    decide::Decision::Block(r, _) if r.refuse_blocked => refusing += 1,
+                    _ => accepting += 1,
+                }
                 forward::plan(
                     ctx,
                     &decision,
@@ -265,5 +279,11 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         .map_or_else(|| "none".to_string(), |d| format!("D{}", d.id));
     delivery::spawn(ctx, committed.received, in_memory.then_some(source));
     delivery::spawn(ctx, committed.other, None);
+    if refusing > 0 && accepting == 0 && envelope.rcpt_to.len() == refusing {
+        return Ok(Receipt::Rejected(
+            "5.1.1",
+            "Recipient address rejected: this address does not accept mail from you".into(),
+        ));
+    }
     Ok(Receipt::Accepted { queue_id })
 }

@@ -110,19 +110,35 @@ async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
         .into_iter()
         .filter(|m| m.verified)
         .collect();
-    let sender_format = user::Entity::find_by_id(alias.user_id)
-        .one(db)
-        .await?
+    let owner = user::Entity::find_by_id(alias.user_id).one(db).await?;
+    let sender_format = owner
+        .as_ref()
         .and_then(|u| SenderFormat::parse(&u.sender_format))
         .unwrap_or_default();
+    let refuse_blocked = owner.is_some_and(|u| u.block_behaviour == "return_5xx");
     let id = alias.id;
     let route = Arc::new(Route {
         alias,
         mailboxes,
         sender_format,
+        refuse_blocked,
     });
     ctx.routes_by_id().insert(id, Arc::clone(&route));
     Ok(route)
+}
+
+/// Whether `address` is one of our reverse aliases, or an alias of user `user_id`: a
+/// forward from it would go round in a loop.
+pub async fn is_our_own(ctx: &Context, address: &str, user_id: i64) -> Result<bool> {
+    if !accounts::is_our_domain(ctx.settings(), crate::flow::domain_of(address)) {
+        return Ok(false);
+    }
+    if contact_by_reverse_alias(ctx, address).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(route_by_address(ctx, address)
+        .await?
+        .is_some_and(|r| r.alias.user_id == user_id))
 }
 
 async fn contact_by_reverse_alias(

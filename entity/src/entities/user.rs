@@ -23,6 +23,9 @@ pub struct Model {
     pub totp_last_step: Option<i64>,
     /// A secret the server generated at MFA setup, waiting for a code to confirm it.
     pub totp_pending: Option<String>,
+    /// What a blocked sender or a disabled alias's sender hears: `return_2xx` (accepted,
+    /// silently dropped; the default) or `return_5xx` (`550 5.1.1`), as SimpleLogin names them.
+    pub block_behaviour: String,
     /// `word` or `uuid`: how random aliases are made when a client does not say.
     pub alias_generator: String,
     /// How reverse aliases show senders: `AT`, `A`, `NAME_ONLY`, `AT_ONLY`, `NO_NAME`.

@@ -1511,7 +1511,7 @@ async fn settings_change_how_aliases_are_made_and_shown() {
     let r = call(&server, "GET", "/api/setting", Some(&key), None).await;
     assert_eq!(
         r.json,
-        json!({"alias_generator": "word", "notification": true, "random_alias_default_domain": "alias.test", "sender_format": "AT", "random_alias_suffix": "word"})
+        json!({"alias_generator": "word", "notification": true, "random_alias_default_domain": "alias.test", "sender_format": "AT", "random_alias_suffix": "word", "block_behaviour": "return_2xx"})
     );
     for (field, value, error) in [
         ("alias_generator", json!("emoji"), "Invalid alias_generator"),
@@ -1520,6 +1520,11 @@ async fn settings_change_how_aliases_are_made_and_shown() {
             "random_alias_suffix",
             json!("x"),
             "Invalid random_alias_suffix",
+        ),
+        (
+            "block_behaviour",
+            json!("bounce"),
+            "Invalid block_behaviour",
         ),
         (
             "random_alias_default_domain",

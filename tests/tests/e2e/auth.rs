@@ -352,3 +352,99 @@ async fn sealed_again(server: &TestServer) -> Vec<u8> {
         )
         .expect("upstream seal")
 }
+
+#[tokio::test]
+async fn blocked_senders_hear_250_or_550_as_the_owner_chose() {
+    let server = server().await;
+    let key = server.add_user("other@real.test").await;
+    server
+        .add_alias("other@real.test", Some("second@alias.test"), &[])
+        .await;
+    server.dns.txt("ext.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    // Disable both aliases: each owner's choice decides what the sender hears.
+    for alias in [ALIAS, "second@alias.test"] {
+        server
+            .cli(Command::Alias(postern::cli::AliasCommand::Disable {
+                alias: alias.into(),
+            }))
+            .await
+            .expect("disable");
+    }
+    let r = send(
+        &server,
+        "bob@ext.test",
+        mail("bob@ext.test", "silent").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "return_2xx is the default: {r}");
+    let r = postern_tests::http::http(
+        server.http(),
+        "PATCH",
+        "/api/setting",
+        &[
+            ("Authentication", &key),
+            ("Content-Type", "application/json"),
+        ],
+        Some(r#"{"block_behaviour": "return_5xx"}"#),
+    )
+    .await;
+    assert_eq!(r.json["block_behaviour"], "return_5xx", "{}", r.body);
+    let only_second = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &["second@alias.test"],
+        mail("bob@ext.test", "loud").as_bytes(),
+    )
+    .await;
+    assert!(only_second.starts_with("550 5.1.1"), "{only_second}");
+    // One refusing recipient among accepting ones: 250 for the transaction.
+    let both = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[ALIAS, "second@alias.test"],
+        mail("bob@ext.test", "mixed").as_bytes(),
+    )
+    .await;
+    assert!(both.starts_with("250"), "{both}");
+    let blocked = postern_tests::harness::activities(&server, "second@alias.test").await;
+    assert_eq!(
+        blocked,
+        vec!["block", "block"],
+        "both attempts are recorded"
+    );
+    assert!(server.sink.received().is_empty());
+}
+
+#[tokio::test]
+async fn mail_from_our_own_reverse_alias_or_another_alias_of_the_owner_is_a_loop() {
+    let server = server().await;
+    server
+        .add_alias("me@real.test", Some("other@alias.test"), &[])
+        .await;
+    server.dns.txt("ext.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "bob@ext.test",
+        mail("bob@ext.test", "first").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let reverse = crate::reverse_alias_of(&got[0].header("From").expect("From"));
+    for from in [reverse.as_str(), "other@alias.test"] {
+        let r = send(
+            &server,
+            "bounce@elsewhere.test",
+            mail(from, "looping").as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let activities = postern_tests::harness::activities(&server, ALIAS).await;
+    assert_eq!(
+        activities,
+        vec!["forward", "loop", "loop"],
+        "{activities:?}"
+    );
+    assert_eq!(server.sink.received().len(), 1);
+}

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod limit;
 mod openapi;
+mod quarantine;
 pub(crate) mod simplelogin;
 
 use std::future::Future;
@@ -87,6 +88,15 @@ pub fn router(state: AppState) -> Router {
         .allow_methods(Any)
         .allow_headers(Any);
     let api = simplelogin::routes()
+        .route("/quarantine", get(quarantine::list))
+        .route(
+            "/quarantine/{id}/release",
+            axum::routing::post(quarantine::release),
+        )
+        .route(
+            "/quarantine/{id}",
+            axum::routing::delete(quarantine::delete),
+        )
         .nest("/v1", addy::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::page))

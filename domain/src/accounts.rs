@@ -796,6 +796,8 @@ pub struct SettingsUpdate {
     pub default_alias_domain: Option<String>,
     /// `return_2xx` or `return_5xx`.
     pub block_behaviour: Option<String>,
+    /// `warn` or `hold`.
+    pub dmarc_quarantine: Option<String>,
 }
 
 pub async fn update_settings(
@@ -831,6 +833,12 @@ pub async fn update_settings(
             return Err(DomainError::Invalid("Invalid block_behaviour".into()));
         }
         active.block_behaviour = Set(b);
+    }
+    if let Some(q) = update.dmarc_quarantine {
+        if !matches!(q.as_str(), "warn" | "hold") {
+            return Err(DomainError::Invalid("Invalid dmarc_quarantine".into()));
+        }
+        active.dmarc_quarantine = Set(q);
     }
     if let Some(d) = update.default_alias_domain {
         if !settings.mail.alias_domains.contains(&d) {

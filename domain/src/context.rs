@@ -40,6 +40,8 @@ pub struct Route {
     pub sender_format: SenderFormat,
     /// The owner answers blocked senders with `550 5.1.1` rather than a silent `250`.
     pub refuse_blocked: bool,
+    /// The owner holds mail failing a DMARC `p=quarantine` in the quarantine.
+    pub hold_quarantined: bool,
 }
 
 impl Route {

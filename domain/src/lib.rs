@@ -22,6 +22,7 @@ pub mod listing;
 pub mod message;
 pub mod outbound;
 pub mod pipeline;
+pub mod quarantine;
 pub mod rewrite;
 pub mod scrub;
 pub mod secrets;

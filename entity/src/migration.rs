@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_message_parts::Migration),
             Box::new(m20261202_000010_message_client::Migration),
             Box::new(m20261202_000011_block_behaviour::Migration),
+            Box::new(m20261202_000012_quarantine::Migration),
         ]
     }
 }
@@ -893,6 +894,70 @@ mod m20261202_000011_block_behaviour {
                 Table::alter()
                     .table("users")
                     .drop_column("block_behaviour")
+                    .to_owned(),
+            )
+            .await
+        }
+    }
+}
+
+/// The quarantine, and each user's choice for mail that fails a DMARC p=quarantine.
+mod m20261202_000012_quarantine {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261202_000012_quarantine"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .add_column(string("dmarc_quarantine").default("warn"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("quarantine")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("user_id"))
+                    .col(big_integer("alias_id"))
+                    .col(big_integer("message_id"))
+                    .col(string("sender"))
+                    .col(string_null("subject"))
+                    .col(string("reason"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_quarantine_user")
+                    .table("quarantine")
+                    .col("user_id")
+                    .col("id")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(Table::drop().table("quarantine").if_exists().to_owned())
+                .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .drop_column("dmarc_quarantine")
                     .to_owned(),
             )
             .await

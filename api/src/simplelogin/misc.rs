@@ -181,6 +181,7 @@ fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
         "sender_format": postern_domain::rewrite::SenderFormat::parse(&u.sender_format).unwrap_or_default().as_str(),
         "random_alias_suffix": u.random_alias_suffix,
         "block_behaviour": u.block_behaviour,
+        "dmarc_quarantine": u.dmarc_quarantine,
     })
 }
 
@@ -233,6 +234,7 @@ pub async fn update_setting(
         },
         default_alias_domain: text("random_alias_default_domain")?,
         block_behaviour: text("block_behaviour")?,
+        dmarc_quarantine: text("dmarc_quarantine")?,
     };
     let user =
         accounts::update_settings(state.ctx.db(), state.ctx.settings(), user, update).await?;

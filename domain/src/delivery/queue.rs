@@ -302,8 +302,13 @@ pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
         .from(delivery::Entity)
         .and_where(Expr::col(delivery::Column::Status).eq(DeliveryStatus::Queued))
         .to_owned();
+    let held = Query::select()
+        .column(postern_entity::quarantine::Column::MessageId)
+        .from(postern_entity::quarantine::Entity)
+        .to_owned();
     let result = message::Entity::delete_many()
         .filter(message::Column::Id.not_in_subquery(still_needed))
+        .filter(message::Column::Id.not_in_subquery(held))
         .exec(db)
         .await?;
     let messages = Query::select()

@@ -180,6 +180,11 @@ pub fn plan(
             ActivityKind::Block,
             Some(reason.as_str().to_string()),
         ),
+        Decision::Quarantine(route) => (
+            route,
+            ActivityKind::Quarantined,
+            message.subject().map(str::to_string),
+        ),
         Decision::Loop(route) => {
             plan.activities.push(NewActivity {
                 user_id: route.alias.user_id,
@@ -206,6 +211,17 @@ pub fn plan(
         Some(c) => ContactRef::Id(c.id),
         None => ContactRef::Email(sender),
     };
+    if let Decision::Quarantine(route) = decision {
+        plan.quarantined.push(super::NewQuarantine {
+            user_id: route.alias.user_id,
+            alias_id: route.alias.id,
+            sender: facts.sender.address.to_lowercase(),
+            subject: message.subject().map(str::to_string),
+            reason:
+                "the sender's domain asks for quarantine, and the message fails its DMARC check"
+                    .into(),
+        });
+    }
     if forward {
         plan.deliveries
             .extend(route.mailboxes.iter().map(|m| NewDelivery {

@@ -72,6 +72,18 @@ pub struct Plan {
     pub bounces: Vec<Verp>,
     /// `(to, rcpt)`: mail to postmaster@/abuse@ passed on to `to`.
     pub postmaster: Vec<(String, String)>,
+    /// Held instead of forwarded (the received message is stored for them too).
+    pub quarantined: Vec<NewQuarantine>,
+}
+
+/// A message held for an alias.
+#[derive(Debug, Clone)]
+pub struct NewQuarantine {
+    pub user_id: i64,
+    pub alias_id: i64,
+    pub sender: String,
+    pub subject: Option<String>,
+    pub reason: String,
 }
 
 /// The deliveries a commit queued (all claimed by this instance for their first attempt).
@@ -93,7 +105,7 @@ impl Plan {
     ) -> Result<Committed> {
         let mut out = Committed::default();
         let queue_settings = &ctx.settings().queue;
-        if !self.deliveries.is_empty() {
+        if !self.deliveries.is_empty() || !self.quarantined.is_empty() {
             let raw = match self.stored {
                 Some(raw) => raw,
                 None => source.message.raw().to_vec(),
@@ -108,6 +120,9 @@ impl Plan {
             .await?;
             out.received =
                 queue::enqueue(db, queue_settings, ctx.instance(), id, &self.deliveries).await?;
+            for q in &self.quarantined {
+                crate::quarantine::hold(db, id, q).await?;
+            }
         }
         for (to, rcpt) in &self.postmaster {
             // Passed on as it came, marked, unsigned: we do not vouch for its content.

@@ -74,6 +74,8 @@ pub enum RefuseReason {
 #[derive(Debug, Clone)]
 pub enum Decision {
     Forward(Arc<Route>),
+    /// Held in the quarantine until the owner releases it.
+    Quarantine(Arc<Route>),
     Block(Arc<Route>, BlockReason),
     /// The owner wrote to their own alias: sending it back would loop.
     Loop(Arc<Route>),
@@ -91,12 +93,14 @@ pub enum Decision {
 }
 
 /// A message to an alias. `sender_blocked`: the owner blocked the sender's contact;
-/// `from_ourselves`: its `From:` is one of our reverse aliases or another alias of the owner.
+/// `from_ourselves`: its `From:` is one of our reverse aliases or another alias of the owner;
+/// `quarantine`: it fails its sender's DMARC `p=quarantine`.
 pub fn decide_forward(
     route: Arc<Route>,
     envelope: &Envelope,
     sender_blocked: bool,
     from_ourselves: bool,
+    quarantine: bool,
 ) -> Decision {
     if route.mailbox(&envelope.mail_from).is_some() || from_ourselves {
         Decision::Loop(route)
@@ -106,6 +110,8 @@ pub fn decide_forward(
         Decision::Block(route, BlockReason::ContactBlocked)
     } else if route.mailboxes.is_empty() {
         Decision::Block(route, BlockReason::NoMailbox)
+    } else if quarantine && route.hold_quarantined {
+        Decision::Quarantine(route)
     } else {
         Decision::Forward(route)
     }

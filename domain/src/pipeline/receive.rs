@@ -197,8 +197,13 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                     forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?;
                 let from_ourselves =
                     resolve::is_our_own(ctx, &facts.sender.address, route.alias.user_id).await?;
-                let decision =
-                    decide::decide_forward(route, envelope, facts.sender_blocked(), from_ourselves);
+                let decision = decide::decide_forward(
+                    route,
+                    envelope,
+                    facts.sender_blocked(),
+                    from_ourselves,
+                    checks.dmarc_quarantines(),
+                );
                 match &decision {
                     decide::Decision::Block(r, _) if r.refuse_blocked => refusing += 1,
                     _ => accepting += 1,

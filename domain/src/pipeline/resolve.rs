@@ -115,13 +115,17 @@ async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
         .as_ref()
         .and_then(|u| SenderFormat::parse(&u.sender_format))
         .unwrap_or_default();
-    let refuse_blocked = owner.is_some_and(|u| u.block_behaviour == "return_5xx");
+    let refuse_blocked = owner
+        .as_ref()
+        .is_some_and(|u| u.block_behaviour == "return_5xx");
+    let hold_quarantined = owner.is_some_and(|u| u.dmarc_quarantine == "hold");
     let id = alias.id;
     let route = Arc::new(Route {
         alias,
         mailboxes,
         sender_format,
         refuse_blocked,
+        hold_quarantined,
     });
     ctx.routes_by_id().insert(id, Arc::clone(&route));
     Ok(route)

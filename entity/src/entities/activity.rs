@@ -38,6 +38,9 @@ pub enum ActivityKind {
     /// Mail to a bounce address that is not a failure report.
     #[sea_orm(string_value = "auto-reply")]
     AutoReply,
+    /// Held in the quarantine (DMARC p=quarantine failed, the owner holds such mail).
+    #[sea_orm(string_value = "quarantined")]
+    Quarantined,
 }
 
 impl ActivityKind {
@@ -50,6 +53,7 @@ impl ActivityKind {
             Self::Refused => "refused",
             Self::Loop => "loop",
             Self::AutoReply => "auto-reply",
+            Self::Quarantined => "quarantined",
         }
     }
 }

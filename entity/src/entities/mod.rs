@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod message;
 pub mod message_id;
 pub mod message_part;
+pub mod quarantine;
 pub mod secret;
 pub mod session;
 pub mod user;

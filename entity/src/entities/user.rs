@@ -26,6 +26,9 @@ pub struct Model {
     /// What a blocked sender or a disabled alias's sender hears: `return_2xx` (accepted,
     /// silently dropped; the default) or `return_5xx` (`550 5.1.1`), as SimpleLogin names them.
     pub block_behaviour: String,
+    /// Mail failing a DMARC `p=quarantine`: `warn` (forwarded with a warning; the default) or
+    /// `hold` (kept in the quarantine until released).
+    pub dmarc_quarantine: String,
     /// `word` or `uuid`: how random aliases are made when a client does not say.
     pub alias_generator: String,
     /// How reverse aliases show senders: `AT`, `A`, `NAME_ONLY`, `AT_ONLY`, `NO_NAME`.

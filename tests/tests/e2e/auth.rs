@@ -448,3 +448,87 @@ async fn mail_from_our_own_reverse_alias_or_another_alias_of_the_owner_is_a_loop
     );
     assert_eq!(server.sink.received().len(), 1);
 }
+
+#[tokio::test]
+async fn the_quarantine_holds_lists_releases_and_deletes() {
+    let server = server().await;
+    let key = server.add_user("holder@real.test").await;
+    server
+        .add_alias("holder@real.test", Some("held@alias.test"), &[])
+        .await;
+    server
+        .dns
+        .txt("quarantine.test", "v=spf1 ip4:192.0.2.1 -all");
+    server
+        .dns
+        .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine");
+    let auth = [
+        ("Authentication", key.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let api = |method: &'static str, path: String, body: Option<&'static str>| {
+        let addr = server.http();
+        async move { postern_tests::http::http(addr, method, &path, &auth, body).await }
+    };
+    let r = api(
+        "PATCH",
+        "/api/setting".into(),
+        Some(r#"{"dmarc_quarantine": "hold"}"#),
+    )
+    .await;
+    assert_eq!(r.json["dmarc_quarantine"], "hold", "{}", r.body);
+    for subject in ["first", "second"] {
+        let raw = mail("ceo@quarantine.test", subject).replace(ALIAS, "held@alias.test");
+        let r = client::send(
+            server.smtp(),
+            "x@quarantine.test",
+            &["held@alias.test"],
+            raw.as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let r = api("GET", "/api/quarantine?page_id=0".into(), None).await;
+    let held = r.json["quarantine"].as_array().expect("list").clone();
+    assert_eq!(held.len(), 2, "{}", r.body);
+    assert_eq!(held[0]["subject"], "second");
+    assert_eq!(held[0]["sender"], "ceo@quarantine.test");
+    assert!(
+        server.sink.received().is_empty(),
+        "nothing forwarded while held"
+    );
+    // Housekeeping keeps what is held.
+    postern_worker::housekeeping(&server.running().ctx).await;
+
+    // Another user can neither see nor touch them.
+    let other = server.add_user("nosy@real.test").await;
+    let r = postern_tests::http::http(
+        server.http(),
+        "POST",
+        &format!("/api/quarantine/{}/release", held[0]["id"]),
+        &[("Authentication", other.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let r = api(
+        "POST",
+        format!("/api/quarantine/{}/release", held[0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(r.json, serde_json::json!({"released": true}), "{}", r.body);
+    let got = server.sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].rcpts, vec!["holder@real.test".to_string()]);
+    assert_eq!(
+        got[0].header("Subject").as_deref(),
+        Some("[Unverified sender] second")
+    );
+    let r = api("DELETE", format!("/api/quarantine/{}", held[1]["id"]), None).await;
+    assert_eq!(r.json, serde_json::json!({"deleted": true}), "{}", r.body);
+    let r = api("GET", "/api/quarantine?page_id=0".into(), None).await;
+    assert_eq!(r.json["quarantine"], serde_json::json!([]));
+    let activities = postern_tests::harness::activities(&server, "held@alias.test").await;
+    assert_eq!(activities, vec!["quarantined", "quarantined"]);
+}

@@ -53,6 +53,8 @@ async fn idle_sessions_from_one_client_cannot_hold_every_slot() {
             again = Some(c);
             break;
         }
+        // The slot is given back just after the server closes the connection, an event
+        // the client cannot see: a bounded retry, not a timing assumption.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
@@ -96,8 +98,7 @@ async fn a_session_has_a_command_budget_and_a_time_budget() {
     // A new session starts with a fresh budget…
     let mut c = SmtpClient::ready(server.smtp()).await;
     assert!(c.cmd("NOOP").await.starts_with("250"));
-    // …and ends when its time is up, even while idle.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // …and ends when its time is up, even while idle: the server speaks first.
     let r = c.reply().await;
     assert!(r.starts_with("421 4.7.0 Session too long"), "{r}");
 }

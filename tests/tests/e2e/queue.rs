@@ -325,6 +325,7 @@ async fn first_error(server: &postern_tests::harness::TestServer) -> String {
         if let Some(error) = rows.first().and_then(|d| d.last_error.clone()) {
             return error;
         }
+        // The error is a row the queue writes after a failed attempt: polled, bounded.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("no delivery error recorded");

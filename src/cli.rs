@@ -29,8 +29,12 @@ pub enum Command {
     Smtp,
     /// Run only the HTTP API.
     Api,
-    /// Run only the worker (delivery retries, housekeeping).
-    Worker,
+    /// Run only the worker (delivery retries, bounces, scheduled jobs); or one job once, or
+    /// its status.
+    Worker {
+        #[command(subcommand)]
+        action: Option<WorkerCommand>,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage users.
@@ -88,6 +92,14 @@ pub enum AliasCommand {
     Disable { alias: String },
     /// Resume forwarding an alias.
     Enable { alias: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Run one job once, now, and print what it did (queue, retention, …).
+    Run { job: String },
+    /// The queue (depth, oldest entry) and every job's last run.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,7 +226,30 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
             dkim::ensure_keys(&db, &domain).await?;
             zone_records(settings, &domain, &dkim::dns_records(&db, &domain).await?)
         }
-        Command::Serve | Command::Smtp | Command::Api | Command::Worker | Command::Migrate => {
+        Command::Worker {
+            action: Some(action),
+        } => {
+            drop(db);
+            let ctx = crate::context(settings).await?;
+            match action {
+                WorkerCommand::Run { job } => {
+                    let job = postern_worker::Job::parse(job)?;
+                    match job.run_leased(&ctx).await? {
+                        Some(done) => format!("{}: {done}\n", job.name()),
+                        None => bail!(
+                            "{} is running in another worker right now; try again when it ends",
+                            job.name()
+                        ),
+                    }
+                }
+                WorkerCommand::Status => postern_worker::status(&ctx).await?,
+            }
+        }
+        Command::Serve
+        | Command::Smtp
+        | Command::Api
+        | Command::Worker { action: None }
+        | Command::Migrate => {
             bail!("not an admin command")
         }
     };

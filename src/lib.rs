@@ -99,6 +99,19 @@ pub async fn open_database(
     Ok(db)
 }
 
+/// A context for one-off commands (a job run by hand): no listener, no worker loop.
+pub async fn context(settings: &Settings) -> anyhow::Result<Context> {
+    install_crypto_provider();
+    let settings = Arc::new(settings.clone());
+    let db = open_database(&settings, true).await?;
+    let outbound = Outbound::from_settings(&settings)
+        .map_err(|e| anyhow::anyhow!("outbound transport: {e}"))?;
+    let instance = format!("cli-{}", std::process::id());
+    Context::start(db, settings, outbound, instance)
+        .await
+        .context("cannot prepare DKIM keys and secrets")
+}
+
 /// Starts the given roles. Listeners bind before this returns, so port 0 works.
 pub async fn start(settings: Settings, roles: Roles, migrate: bool) -> anyhow::Result<Running> {
     install_crypto_provider();

@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        Command::Worker => {
+        Command::Worker { action: None } => {
             run(
                 settings,
                 Roles {

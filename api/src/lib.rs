@@ -5,6 +5,7 @@ mod bounds;
 mod error;
 mod extract;
 mod limit;
+mod notifications;
 mod openapi;
 mod quarantine;
 pub(crate) mod simplelogin;
@@ -18,7 +19,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use postern_domain::Context;
 use postern_domain::secrets::HmacKey;
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 
@@ -88,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .allow_methods(Any)
         .allow_headers(Any);
     let api = simplelogin::routes()
+        .route("/bounces", get(notifications::bounces))
+        .route("/bounces/{id}/message", get(notifications::refused_message))
         .route("/quarantine", get(quarantine::list))
         .route(
             "/quarantine/{id}/release",
@@ -117,6 +119,10 @@ pub fn router(state: AppState) -> Router {
             get(simplelogin::verify_mailbox_link).post(simplelogin::verify_mailbox_confirm),
         )
         .route("/auth/api_to_cookie", get(simplelogin::api_to_cookie))
+        .route(
+            "/act/{token}",
+            get(notifications::action_page).post(notifications::action_confirm),
+        )
         .nest("/api", api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .layer(axum::middleware::from_fn(invalidate_caches))
@@ -167,9 +173,8 @@ async fn json_errors(response: Response) -> Response {
 /// `200 {"status":"ok"}` when the database answers, `503` otherwise.
 async fn health(State(state): State<AppState>) -> Response {
     let db = state.ctx.db();
-    let statement = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT 1");
-    match db.execute_raw(statement).await {
-        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+    match postern_domain::delivery::queue::health(db).await {
+        Ok(queue) => Json(json!({"status": "ok", "queue": queue})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()

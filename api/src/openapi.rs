@@ -180,7 +180,12 @@ impl Modify for Security {
         crate::simplelogin::mailboxes::verify_confirm,
         crate::simplelogin::mailboxes::update,
         crate::simplelogin::mailboxes::delete,
-        crate::simplelogin::misc::notifications,
+        crate::notifications::list,
+        crate::notifications::mark_read,
+        crate::notifications::bounces,
+        crate::notifications::refused_message,
+        crate::notifications::action_page,
+        crate::notifications::action_confirm,
         crate::quarantine::list,
         crate::quarantine::release,
         crate::quarantine::delete,
@@ -193,7 +198,6 @@ impl Modify for Security {
         crate::simplelogin::misc::update_setting,
         crate::simplelogin::misc::aliases_v1,
         crate::simplelogin::misc::custom_domain,
-        crate::simplelogin::misc::notification_read,
         crate::simplelogin::misc::unlink_proton,
         crate::simplelogin::auth::cookie_token,
         crate::simplelogin::auth::api_to_cookie,
@@ -251,8 +255,11 @@ pub async fn page() -> Html<String> {
     ))
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe to place in HTML, inside elements and quoted attributes.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

@@ -22,6 +22,56 @@ pub struct Settings {
     pub accounts: AccountSettings,
     pub limits: LimitSettings,
     pub dns: DnsSettings,
+    pub retention: RetentionSettings,
+    pub notifications: NotificationSettings,
+    pub bounces: BounceSettings,
+    pub dkim: DkimSettings,
+}
+
+/// How long what the service keeps is kept (the worker's retention job prunes the rest).
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// Activity rows (the per-alias counters survive: they are rolled up first).
+    pub activity: Duration,
+    /// Quarantined messages and the refused messages bounces carry back.
+    pub quarantine: Duration,
+    /// How long a VERP bounce address stays valid: a report to an older one is accepted and
+    /// changes nothing. Default: the queue lifetime plus 7 days (remote servers retry too).
+    pub bounce_address: Duration,
+    /// Deleted aliases are purged after this long; their addresses stay taken forever.
+    pub trash: Duration,
+    /// Notifications, read or not.
+    pub notifications: Duration,
+}
+
+/// Mail Postern writes to its users.
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    /// The local part of the sender, on `mail.reply_domain`.
+    pub sender: String,
+    /// At most this many emails per user and kind a day (in-app ones are not limited).
+    pub emails_per_kind_per_day: u32,
+}
+
+/// When bounces disable forwarding to a mailbox (SimpleLogin's defaults): more than
+/// `per_day` hard bounces in 24 hours, or more than `per_week` in 7 days with more than one
+/// of them in the last 24 hours. Only 5.1.x and 5.2.x count.
+#[derive(Debug, Clone)]
+pub struct BounceSettings {
+    pub per_day: u32,
+    pub per_week: u32,
+}
+
+/// DKIM key rotation and the key that encrypts private keys at rest.
+#[derive(Debug, Clone)]
+pub struct DkimSettings {
+    /// How often a domain's keys are replaced.
+    pub rotation: Duration,
+    /// How long the old key stays published (and verifiable) after the new one signs.
+    pub overlap: Duration,
+    /// A file holding the key-encryption key (32 bytes, base64 or hex). The environment
+    /// variable `POSTERN_DKIM_KEK` takes precedence.
+    pub kek_file: Option<PathBuf>,
 }
 
 /// Where DNS questions go (SPF, DKIM, DMARC, ARC, MX).
@@ -520,7 +570,42 @@ impl Reader<'_> {
             nameservers,
             timeout: self.seconds("dns.timeout", 5),
         };
+        let retention = RetentionSettings {
+            activity: self.days("retention.activity_days", 30),
+            quarantine: self.days("retention.quarantine_days", 7),
+            bounce_address: self.days(
+                "retention.bounce_address_days",
+                usize::try_from(queue.lifetime.as_secs() / 86_400).unwrap_or(5) + 7,
+            ),
+            trash: self.days("retention.trash_days", 30),
+            notifications: self.days("retention.notification_days", 90),
+        };
+        let notifications = NotificationSettings {
+            sender: self
+                .string("notifications.sender")
+                .unwrap_or_else(|| "noreply".into()),
+            emails_per_kind_per_day: per(self, "notifications.emails_per_kind_per_day", 5),
+        };
+        if notifications.sender.is_empty() || notifications.sender.contains(['@', ' ', '<', '>']) {
+            self.error(
+                "notifications.sender",
+                "must be a local part, such as noreply",
+            );
+        }
+        let bounces = BounceSettings {
+            per_day: per(self, "bounces.per_day", 12),
+            per_week: per(self, "bounces.per_week", 10),
+        };
+        let dkim = DkimSettings {
+            rotation: self.days("dkim.rotation_days", 182),
+            overlap: self.days("dkim.overlap_days", 7),
+            kek_file: self.string("dkim.kek_file").map(PathBuf::from),
+        };
         Settings {
+            retention,
+            notifications,
+            bounces,
+            dkim,
             data_dir,
             database,
             smtp,
@@ -669,6 +754,10 @@ impl Reader<'_> {
                 default
             }
         }
+    }
+
+    fn days(&mut self, key: &str, default: usize) -> Duration {
+        Duration::from_secs(self.positive(key, default) as u64 * 86_400)
     }
 
     fn seconds(&mut self, key: &str, default: u64) -> Duration {

@@ -6,7 +6,7 @@ use data_encoding::{BASE32_NOPAD, HEXLOWER};
 use postern_config::Settings;
 use postern_entity::{alias, alias_mailbox, api_key, contact, deleted_alias, mailbox, user};
 use rand::{Rng, RngCore};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, Set,
@@ -291,6 +291,21 @@ pub async fn verify_mailbox(
     let mut active: mailbox::ActiveModel = m.into();
     active.verified = Set(true);
     Ok(active.update(db).await?)
+}
+
+/// Stops or resumes forwarding to a mailbox (bounces stop it; the owner resumes it).
+pub async fn set_mailbox_disabled(
+    db: &impl ConnectionTrait,
+    m: &mailbox::Model,
+    disabled: bool,
+) -> Result<()> {
+    mailbox::Entity::update_many()
+        .col_expr(mailbox::Column::Disabled, Expr::value(disabled))
+        .filter(mailbox::Column::Id.eq(m.id))
+        .exec(db)
+        .await?;
+    crate::cache::invalidate();
+    Ok(())
 }
 
 pub async fn set_default_mailbox(
@@ -714,7 +729,7 @@ pub async fn user_by_api_key(
     uses: &KeyUses,
     key: &str,
 ) -> Result<Option<(user::Model, api_key::Model)>> {
-    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::sea_query::ExprTrait;
     let hash = hash_api_key(key.trim());
     let Some(row) = api_key::Entity::find()
         .filter(api_key::Column::KeyHash.eq(hash.as_str()))

@@ -1,9 +1,8 @@
 //! The context every flow shares: database, settings, keys, outbound transport, caches and
 //! the group-commit writer. Cheap to clone.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use postern_config::Settings;
 use postern_entity::{alias, contact, mailbox};
@@ -50,6 +49,12 @@ impl Route {
         let address = address.to_lowercase();
         self.mailboxes.iter().find(|m| m.email == address)
     }
+
+    /// The mailboxes forwards go to: verified, and not disabled by bounces (a disabled
+    /// mailbox may still reply through the alias).
+    pub fn forwards_to(&self) -> impl Iterator<Item = &mailbox::Model> {
+        self.mailboxes.iter().filter(|m| !m.disabled)
+    }
 }
 
 #[derive(Clone)]
@@ -63,6 +68,7 @@ struct Inner {
     signers: Signers,
     verp_key: HmacKey,
     reverse_alias_key: HmacKey,
+    action_key: HmacKey,
     outbound: Outbound,
     writer: Writer,
     instance: String,
@@ -76,7 +82,6 @@ struct Inner {
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
     reverse_aliases: Cache<String, contact::Model>,
-    notice_log: Mutex<HashMap<(i64, &'static str), Vec<Instant>>>,
 }
 
 impl Context {
@@ -97,6 +102,7 @@ impl Context {
         let signers = Signers::load(&db, &domains).await?;
         let verp_key = secrets::load_or_create(&db, "verp").await?;
         let reverse_alias_key = secrets::load_or_create(&db, "reverse-alias").await?;
+        let action_key = secrets::load_or_create(&db, "action").await?;
         let released = crate::delivery::queue::release_claims(&db, &instance).await?;
         if released > 0 {
             tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
@@ -110,6 +116,7 @@ impl Context {
                 signers,
                 verp_key,
                 reverse_alias_key,
+                action_key,
                 outbound,
                 writer,
                 instance,
@@ -123,7 +130,6 @@ impl Context {
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
                 reverse_aliases: Cache::default(),
-                notice_log: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -189,6 +195,11 @@ impl Context {
     }
 
     /// The key reverse-alias addresses are derived with.
+    /// Signs the one-click links of notification emails.
+    pub fn action_key(&self) -> &HmacKey {
+        &self.inner.action_key
+    }
+
     pub fn reverse_alias_key(&self) -> &HmacKey {
         &self.inner.reverse_alias_key
     }
@@ -251,26 +262,6 @@ impl Context {
         &self.inner.reverse_aliases
     }
 
-    /// Counts a notice of `kind` to `user_id`; false when more than `per_hour` went out in
-    /// the last hour.
-    pub(crate) fn allow_notice(&self, user_id: i64, kind: &'static str, per_hour: usize) -> bool {
-        let mut log = self
-            .inner
-            .notice_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if log.len() > 100_000 {
-            log.retain(|_, sent| sent.last().is_some_and(|t| t.elapsed() < HOUR));
-        }
-        let sent = log.entry((user_id, kind)).or_default();
-        sent.retain(|t| t.elapsed() < HOUR);
-        if sent.len() >= per_hour {
-            return false;
-        }
-        sent.push(Instant::now());
-        true
-    }
-
     /// Queues a message from Postern to one of its users (account emails).
     pub async fn send_notice(
         &self,
@@ -283,15 +274,14 @@ impl Context {
             kind: crate::flow::notice::NoticeKind::Account,
             user_id: Some(user_id),
             alias_id: None,
-            to: to.to_string(),
+            to: vec![to.to_string()],
             subject: subject.to_string(),
             text: text.to_string(),
+            actions: Vec::new(),
         };
         crate::flow::notice::send(self, notice).await
     }
 }
-
-const HOUR: Duration = Duration::from_secs(3600);
 
 fn signing_domains(settings: &Settings) -> Vec<String> {
     let mut domains = settings.mail.alias_domains.clone();

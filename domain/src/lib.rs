@@ -6,6 +6,7 @@
 //! [`delivery`] renders and sends each delivery.
 
 pub mod accounts;
+pub mod action;
 pub mod address;
 pub mod auth;
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod delivery;
 pub mod dkim;
 pub mod dns;
+pub mod dsn;
 pub mod envelope;
 pub mod error;
 pub mod flow;
@@ -23,6 +25,7 @@ pub mod message;
 pub mod outbound;
 pub mod pipeline;
 pub mod quarantine;
+pub mod retention;
 pub mod rewrite;
 pub mod scrub;
 pub mod secrets;

@@ -94,11 +94,28 @@ pub async fn alias_stats(
         .into_tuple()
         .all(db)
         .await?;
+    // Counts of pruned activity, kept on the alias.
+    let pruned: Vec<(i64, i64, i64, i64)> = alias::Entity::find()
+        .select_only()
+        .column(alias::Column::Id)
+        .column(alias::Column::PrunedForwards)
+        .column(alias::Column::PrunedBlocks)
+        .column(alias::Column::PrunedReplies)
+        .filter(alias::Column::Id.is_in(alias_ids.to_vec()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (alias_id, forwards, blocks, replies) in pruned {
+        let s = stats.entry(alias_id).or_default();
+        s.forwards += forwards;
+        s.blocks += blocks;
+        s.replies += replies;
+    }
     for (alias_id, kind, n) in counts {
         let s = stats.entry(alias_id).or_default();
         match kind.as_str() {
-            // Bounced forwards count as forwards, as SimpleLogin's clients expect.
-            "forward" | "bounce" => s.forwards += n,
+            // A forward that bounced was recorded as a forward when it was accepted.
+            "forward" => s.forwards += n,
             "block" => s.blocks += n,
             "reply" => s.replies += n,
             _ => {}
@@ -318,9 +335,23 @@ pub async fn user_stats(db: &impl ConnectionTrait, user_id: i64) -> Result<UserS
         .into_tuple()
         .all(db)
         .await?;
+    // PostgreSQL sums bigints as numeric: cast back.
+    let sum = |c: &str| Expr::cust(format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"));
+    let pruned: Option<(i64, i64, i64)> = alias::Entity::find()
+        .select_only()
+        .column_as(sum("pruned_forwards"), "f")
+        .column_as(sum("pruned_blocks"), "b")
+        .column_as(sum("pruned_replies"), "r")
+        .filter(alias::Column::UserId.eq(user_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let (forwards, blocks, replies) = pruned.unwrap_or_default();
     let mut stats = UserStats {
         aliases: i64::try_from(aliases).unwrap_or(i64::MAX),
-        ..Default::default()
+        forwards,
+        blocks,
+        replies,
     };
     for (kind, n) in counts {
         match kind.as_str() {

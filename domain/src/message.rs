@@ -12,8 +12,6 @@ pub struct ParsedMessage {
     pub inspection: Inspection,
     /// Every To/Cc address, lowercased (who a reply goes to).
     pub recipients: Vec<String>,
-    /// An RFC 3464 report of a failed delivery.
-    pub failure_report: bool,
 }
 
 /// How a repaired message names a sender it was not given: never like an authenticated one.
@@ -56,7 +54,6 @@ impl ParsedMessage {
         Ok(Self {
             inspection: rewrite::inspect(&raw),
             recipients: rewrite::reply_recipients(&raw),
-            failure_report: is_failure_report(&raw),
             raw,
         })
     }
@@ -334,31 +331,9 @@ fn field_name(line: &[u8]) -> &[u8] {
     &name[..trimmed]
 }
 
-/// A delivery status notification that reports a failure (RFC 3464 `Action: failed`).
-fn is_failure_report(raw: &[u8]) -> bool {
-    let head = &raw[..raw.len().min(256 * 1024)];
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    text.contains("multipart/report")
-        && text.contains("delivery-status")
-        && text
-            .lines()
-            .any(|l| l.trim().starts_with("action:") && l.contains("failed"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_failure_reports_are_bounces() {
-        let dsn = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nAction: failed\r\n";
-        let delayed = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nAction: delayed\r\n";
-        assert!(is_failure_report(dsn));
-        assert!(!is_failure_report(delayed));
-        assert!(!is_failure_report(
-            b"Subject: Out of office\r\n\r\nback monday\r\n"
-        ));
-    }
 
     #[test]
     fn line_endings_become_crlf() {
@@ -380,7 +355,6 @@ mod tests {
         assert!(msg.raw().starts_with(b"From: Bob <bob@ext.test>\r\n"));
         assert_eq!(msg.recipients, vec!["a@alias.test", "c@ext.test"]);
         assert_eq!(msg.subject(), Some("hi"));
-        assert!(!msg.failure_report);
     }
 
     #[test]

@@ -61,14 +61,13 @@ pub async fn release(ctx: &Context, user_id: i64, id: i64) -> Result<()> {
     let route = crate::pipeline::resolve::route_by_id(ctx, held.alias_id)
         .await?
         .ok_or_else(|| DomainError::NotFound("the alias of this message".into()))?;
-    if route.mailboxes.is_empty() {
+    if route.forwards_to().next().is_none() {
         return Err(DomainError::Invalid(
-            "the alias has no verified mailbox to release the message to".into(),
+            "the alias has no verified, enabled mailbox to release the message to".into(),
         ));
     }
     let deliveries: Vec<NewDelivery> = route
-        .mailboxes
-        .iter()
+        .forwards_to()
         .map(|m| NewDelivery {
             kind: DeliveryKind::Forward,
             rcpt: m.email.clone(),

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_message_client::Migration),
             Box::new(m20261202_000011_block_behaviour::Migration),
             Box::new(m20261202_000012_quarantine::Migration),
+            Box::new(m20261206_000013_worker::Migration),
         ]
     }
 }
@@ -961,6 +962,150 @@ mod m20261202_000012_quarantine {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+/// The worker's tables: in-app notifications, classified bounces, job leases; mailboxes that
+/// bounce are disabled; aliases keep the counts of pruned activity.
+mod m20261206_000013_worker {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261206_000013_worker"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.create_table(
+                Table::create()
+                    .table("notifications")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("user_id"))
+                    .col(string("kind"))
+                    .col(string("title"))
+                    .col(text("message"))
+                    .col(big_integer_null("alias_id"))
+                    .col(boolean("read").default(false))
+                    .col(boolean("emailed").default(false))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_notifications_user")
+                    .table("notifications")
+                    .col("user_id")
+                    .col("id")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("bounces")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("user_id"))
+                    .col(big_integer_null("alias_id"))
+                    .col(big_integer_null("delivery_id"))
+                    .col(big_integer_null("mailbox_id"))
+                    .col(string("phase"))
+                    .col(string("class"))
+                    .col(string("rcpt"))
+                    .col(string_null("status"))
+                    .col(text_null("diagnostic"))
+                    .col(string_null("remote_mta"))
+                    .col(boolean("counts").default(false))
+                    .col(big_integer_null("message_id"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_bounces_mailbox")
+                    .table("bounces")
+                    .col("mailbox_id")
+                    .col("created_at")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_bounces_user")
+                    .table("bounces")
+                    .col("user_id")
+                    .col("id")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+            m.create_table(
+                Table::create()
+                    .table("job_leases")
+                    .if_not_exists()
+                    .col(string("name").primary_key())
+                    .col(string_null("holder"))
+                    .col(big_integer("until").default(0))
+                    .col(timestamp_with_time_zone_null("last_run_at"))
+                    .col(text_null("last_result"))
+                    .to_owned(),
+            )
+            .await?;
+            m.alter_table(
+                Table::alter()
+                    .table("mailboxes")
+                    .add_column(boolean("disabled").default(false))
+                    .to_owned(),
+            )
+            .await?;
+            for col in ["pruned_forwards", "pruned_blocks", "pruned_replies"] {
+                m.alter_table(
+                    Table::alter()
+                        .table("aliases")
+                        .add_column(big_integer(col).default(0))
+                        .to_owned(),
+                )
+                .await?;
+            }
+            m.create_index(
+                Index::create()
+                    .name("idx_activities_created")
+                    .table("activities")
+                    .col("created_at")
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for t in ["notifications", "bounces", "job_leases"] {
+                m.drop_table(Table::drop().table(t).if_exists().to_owned())
+                    .await?;
+            }
+            m.alter_table(
+                Table::alter()
+                    .table("mailboxes")
+                    .drop_column("disabled")
+                    .to_owned(),
+            )
+            .await?;
+            for col in ["pruned_forwards", "pruned_blocks", "pruned_replies"] {
+                m.alter_table(Table::alter().table("aliases").drop_column(col).to_owned())
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -1,38 +1,130 @@
-//! Background work: the delivery queue runner and scheduled housekeeping.
+//! Background work: the delivery queue runner and the scheduled jobs.
 //!
-//! Each job is one step (`run_due`, `housekeeping`) that tests call directly; this crate only
-//! decides when the steps run.
+//! Each job is one step, [`Job::run_once`], returning what it did: tests and
+//! `postern worker run JOB` call it directly, and the scheduler ([`schedule`]) only decides
+//! when it runs. Where several workers share a database, a lease row lets one of them run a
+//! given job at a time ([`lease`]). The mail logic the jobs call lives in the domain crate.
+
+pub mod lease;
 
 use std::future::Future;
 use std::time::Duration;
 
 use postern_domain::Context;
 use postern_domain::delivery::{self, queue};
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 
 /// How many due deliveries one pass of the queue runner claims at most.
 const BATCH: u64 = 200;
 /// The longest pause between passes while there is a backlog.
 const BUSY_POLL: Duration = Duration::from_secs(1);
+/// How long a job's lease lasts: longer than any run takes.
+const LEASE_MS: i64 = 15 * 60 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+    #[error("{0}")]
+    Domain(#[from] postern_domain::DomainError),
+    #[error("no job named `{0}`; the jobs are: {1}")]
+    UnknownJob(String, String),
+}
+
+/// The scheduled jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Due deliveries (the runner loop does this continuously; the schedule is a backstop),
+    /// and expiry of those past the queue lifetime, with the owner's notice.
+    Queue,
+    /// Prunes activity (counters kept), quarantined and refused messages, delivered bodies,
+    /// expired sessions and tokens, VERP records past their lifetime, unverified accounts.
+    Retention,
+}
+
+impl Job {
+    pub const ALL: [Job; 2] = [Job::Queue, Job::Retention];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Retention => "retention",
+        }
+    }
+
+    /// When it runs (cron, with seconds).
+    pub fn schedule(self) -> &'static str {
+        match self {
+            Self::Queue => "30 * * * * *",
+            Self::Retention => "0 */10 * * * *",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, WorkerError> {
+        Self::ALL
+            .into_iter()
+            .find(|j| j.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|j| j.name()).collect();
+                WorkerError::UnknownJob(name.to_string(), names.join(", "))
+            })
+    }
+
+    /// Runs the job once, here and now; returns what it did.
+    pub async fn run_once(self, ctx: &Context) -> Result<String, WorkerError> {
+        Ok(match self {
+            Self::Queue => {
+                let claimed = delivery::run_due(ctx, BATCH).await?;
+                let health = queue::health(ctx.db()).await?;
+                format!(
+                    "started {claimed} due deliveries; {} queued, oldest {} s",
+                    health.queued, health.oldest_age_seconds
+                )
+            }
+            Self::Retention => postern_domain::retention::prune(ctx).await?.to_string(),
+        })
+    }
+
+    /// Runs the job if no other worker is running it; `None` when another one holds it.
+    pub async fn run_leased(self, ctx: &Context) -> Result<Option<String>, WorkerError> {
+        let db = ctx.db();
+        if !lease::acquire(db, self.name(), ctx.instance(), LEASE_MS).await? {
+            return Ok(None);
+        }
+        let result = self.run_once(ctx).await;
+        let summary = match &result {
+            Ok(done) => done.clone(),
+            Err(e) => format!("failed: {e}"),
+        };
+        lease::release(db, self.name(), ctx.instance(), &summary).await?;
+        result.map(Some)
+    }
+}
+
+/// A scheduler with every job registered (not started).
+pub async fn schedule(ctx: &Context) -> Result<JobScheduler, WorkerError> {
+    let scheduler = JobScheduler::new().await?;
+    for job in Job::ALL {
+        let ctx = ctx.clone();
+        scheduler
+            .add(CronJob::new_async(job.schedule(), move |_, _| {
+                let ctx = ctx.clone();
+                Box::pin(async move {
+                    match job.run_leased(&ctx).await {
+                        Ok(Some(done)) => tracing::info!(job = job.name(), %done, "job ran"),
+                        Ok(None) => tracing::debug!(job = job.name(), "job runs elsewhere"),
+                        Err(e) => tracing::warn!(job = job.name(), error = %e, "job failed"),
+                    }
+                })
+            })?)
+            .await?;
+    }
+    Ok(scheduler)
 }
 
 /// Runs the queue and the scheduled jobs until `shutdown` completes.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let mut scheduler = JobScheduler::new().await?;
-    let housekeeping_ctx = ctx.clone();
-    scheduler
-        .add(Job::new_async("0 */10 * * * *", move |_, _| {
-            let ctx = housekeeping_ctx.clone();
-            Box::pin(async move {
-                housekeeping(&ctx).await;
-            })
-        })?)
-        .await?;
+    let mut scheduler = schedule(&ctx).await?;
     scheduler.start().await?;
 
     tokio::pin!(shutdown);
@@ -62,45 +154,25 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(),
     Ok(())
 }
 
-/// What one housekeeping pass removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Housekept {
-    pub messages: u64,
-    pub unverified_mailboxes: u64,
-    pub unactivated_accounts: u64,
-    pub auth_attempts: u64,
-}
-
-/// Drops the stored messages whose deliveries are all finished, unverified mailboxes and
-/// never-activated accounts past `accounts.unverified_days`, and counted sign-in attempts
-/// older than a day.
-pub async fn housekeeping(ctx: &Context) -> Housekept {
-    let db = ctx.db();
-    let mut done = Housekept::default();
-    match queue::purge_finished_messages(db).await {
-        Ok(n) => done.messages = n,
-        Err(e) => tracing::warn!(error = %e, "housekeeping: purging messages failed"),
-    }
-    let lifetime = ctx.settings().accounts.unverified_lifetime;
-    let purged = async {
-        let txn = postern_domain::db::begin_write(db).await?;
-        let counts = postern_domain::accounts::purge_unverified(&txn, lifetime).await?;
-        txn.commit().await?;
-        Ok::<_, postern_domain::DomainError>(counts)
-    };
-    match purged.await {
-        Ok((mailboxes, accounts)) => {
-            done.unverified_mailboxes = mailboxes;
-            done.unactivated_accounts = accounts;
+/// The queue and every job's last run, for `postern worker status`.
+pub async fn status(ctx: &Context) -> Result<String, WorkerError> {
+    let health = queue::health(ctx.db()).await?;
+    let mut out = format!(
+        "queue: {} queued ({} due now), oldest {} s\n",
+        health.queued, health.due, health.oldest_age_seconds
+    );
+    let leases = lease::all(ctx.db()).await?;
+    for job in Job::ALL {
+        match leases.iter().find(|l| l.name == job.name()) {
+            Some(l) => out.push_str(&format!(
+                "{}: last run {} — {}\n",
+                job.name(),
+                l.last_run_at
+                    .map_or_else(|| "never".to_string(), |t| t.to_rfc3339()),
+                l.last_result.as_deref().unwrap_or("running")
+            )),
+            None => out.push_str(&format!("{}: never run\n", job.name())),
         }
-        Err(e) => tracing::warn!(error = %e, "housekeeping: purging unverified failed"),
     }
-    match postern_domain::auth::purge_attempts(db, chrono::Duration::days(1)).await {
-        Ok(n) => done.auth_attempts = n,
-        Err(e) => tracing::warn!(error = %e, "housekeeping: purging attempts failed"),
-    }
-    if done != Housekept::default() {
-        tracing::info!(?done, "housekeeping");
-    }
-    done
+    Ok(out)
 }

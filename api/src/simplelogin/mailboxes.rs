@@ -251,6 +251,14 @@ pub async fn update(
     if body.get("default").and_then(Value::as_bool) == Some(true) {
         accounts::set_default_mailbox(db, user, &mailbox).await?;
     }
+    // Forwarding stopped after repeated bounces resumes when the owner says the mailbox works.
+    match body.get("disabled") {
+        None => {}
+        Some(Value::Bool(disabled)) => {
+            accounts::set_mailbox_disabled(db, &mailbox, *disabled).await?;
+        }
+        Some(_) => return Err(ApiError::bad_request("disabled must be true or false")),
+    }
     Ok(Json(json!({"updated": true})))
 }
 

@@ -1,5 +1,5 @@
-//! Read endpoints for features that have no data yet (notifications, custom domains) and the
-//! domain list and exports.
+//! Read endpoints for features that have no data yet (custom domains) and the domain list
+//! and exports.
 
 use std::collections::HashMap;
 
@@ -13,24 +13,6 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiUser;
-
-/// `GET /api/notifications?page=N`: Postern tells owners by email, so the list is empty.
-#[utoipa::path(
-    get,
-    path = "/api/notifications",
-    tag = "account",
-    summary = "Notifications (owners are told by email; always empty)",
-    params(("page" = u64, Query, description = "Page, from 0")),
-    responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
-    security(("api_key" = []), ("bearer" = [])),
-)]
-pub async fn notifications(
-    _user: ApiUser,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    crate::bounds::query_number(&params, "page", 0..=crate::bounds::MAX_PAGE, None)?;
-    Ok(Json(json!({"more": false, "notifications": []})))
-}
 
 /// `GET /api/custom_domains`: custom domains are not supported yet, so a user has none.
 #[utoipa::path(
@@ -304,20 +286,6 @@ pub async fn aliases_v1(
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn custom_domain(_user: ApiUser) -> ApiError {
-    ApiError::forbidden()
-}
-
-/// `POST /api/notifications/:id/read`: there are no notifications, so no id exists.
-#[utoipa::path(
-    post,
-    path = "/api/notifications/{notification_id}/read",
-    tag = "account",
-    summary = "Mark a notification read (none exist)",
-    params(("notification_id" = i64, Path, description = "Notification id")),
-    responses((status = 403, description = "No such notification", body = crate::openapi::ErrorBody)),
-    security(("api_key" = []), ("bearer" = [])),
-)]
-pub async fn notification_read(_user: ApiUser) -> ApiError {
     ApiError::forbidden()
 }
 

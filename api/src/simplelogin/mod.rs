@@ -82,8 +82,11 @@ pub fn routes() -> Router<AppState> {
             "/mailboxes/{id}",
             axum::routing::put(mailboxes::update).delete(mailboxes::delete),
         )
-        .route("/notifications", get(misc::notifications))
-        .route("/notifications/{id}/read", post(misc::notification_read))
+        .route("/notifications", get(crate::notifications::list))
+        .route(
+            "/notifications/{id}/read",
+            post(crate::notifications::mark_read),
+        )
         .route(
             "/setting/unlink_proton_account",
             delete(misc::unlink_proton),

@@ -12,7 +12,10 @@ use postern_config::QueueSettings;
 use postern_entity::delivery::{self, DeliveryKind, DeliveryStatus};
 use postern_entity::{message, message_part};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 
 use crate::{DomainError, Result, now_ms};
 
@@ -295,7 +298,8 @@ pub fn backoff(settings: &QueueSettings, attempts: i32) -> Duration {
         .min(settings.max_retry_interval)
 }
 
-/// Drops stored messages that no queued delivery needs any more; returns how many.
+/// Drops stored messages that no queued delivery needs any more and no quarantine entry or
+/// kept bounce holds; returns how many.
 pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
     let still_needed = Query::select()
         .column(delivery::Column::MessageId)
@@ -306,9 +310,15 @@ pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
         .column(postern_entity::quarantine::Column::MessageId)
         .from(postern_entity::quarantine::Entity)
         .to_owned();
+    let refused = Query::select()
+        .column(postern_entity::bounce::Column::MessageId)
+        .from(postern_entity::bounce::Entity)
+        .and_where(Expr::col(postern_entity::bounce::Column::MessageId).is_not_null())
+        .to_owned();
     let result = message::Entity::delete_many()
         .filter(message::Column::Id.not_in_subquery(still_needed))
         .filter(message::Column::Id.not_in_subquery(held))
+        .filter(message::Column::Id.not_in_subquery(refused))
         .exec(db)
         .await?;
     let messages = Query::select()
@@ -320,6 +330,44 @@ pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
         .exec(db)
         .await?;
     Ok(result.rows_affected)
+}
+
+/// The queue at a glance: how many deliveries wait, and since when the oldest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueHealth {
+    pub queued: u64,
+    /// Seconds since the oldest waiting delivery was queued (0 when none waits).
+    pub oldest_age_seconds: i64,
+    /// Of those, how many are due now (not waiting for a retry time).
+    pub due: u64,
+}
+
+pub async fn health(db: &impl ConnectionTrait) -> Result<QueueHealth> {
+    use sea_orm::PaginatorTrait;
+    let queued = delivery::Entity::find()
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .count(db)
+        .await?;
+    let due = delivery::Entity::find()
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .filter(delivery::Column::NextAttemptAt.lte(now_ms()))
+        .count(db)
+        .await?;
+    let oldest: Option<chrono::DateTime<chrono::Utc>> = delivery::Entity::find()
+        .select_only()
+        .column(delivery::Column::CreatedAt)
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+        .order_by_asc(delivery::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(QueueHealth {
+        queued,
+        due,
+        oldest_age_seconds: oldest.map_or(0, |t| {
+            std::cmp::max((chrono::Utc::now() - t).num_seconds(), 0)
+        }),
+    })
 }
 
 /// Kinds whose failure is told to the alias's owner.

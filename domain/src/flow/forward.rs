@@ -221,10 +221,30 @@ pub fn plan(
                 "the sender's domain asks for quarantine, and the message fails its DMARC check"
                     .into(),
         });
+        plan.notices.push(super::notice::Notice {
+            kind: super::notice::NoticeKind::Quarantined,
+            user_id: Some(route.alias.user_id),
+            alias_id: Some(route.alias.id),
+            to: route
+                .forwards_to()
+                .take(1)
+                .map(|m| m.email.clone())
+                .collect(),
+            subject: format!("{} has a new mail in quarantine", route.alias.email),
+            text: format!(
+                "A message from {sender} to your alias {alias} (\"{subject}\") fails the \
+                 DMARC check its sender's domain asks for: it may be forged. It is held in \
+                 your quarantine, where you can release it or delete it (GET /api/quarantine).",
+                sender = facts.sender.address.to_lowercase(),
+                alias = route.alias.email,
+                subject = message.subject().unwrap_or_default(),
+            ),
+            actions: Vec::new(),
+        });
     }
     if forward {
         plan.deliveries
-            .extend(route.mailboxes.iter().map(|m| NewDelivery {
+            .extend(route.forwards_to().map(|m| NewDelivery {
                 kind: DeliveryKind::Forward,
                 rcpt: m.email.clone(),
                 user_id: Some(route.alias.user_id),

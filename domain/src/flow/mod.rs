@@ -1,7 +1,8 @@
 //! The mail flows, each a path through the pipeline's stages: [`forward`], [`reply`],
-//! [`bounce`] and [`notice`]. A flow turns decisions into a [`Plan`] of writes (committed by
+//! [`bounce`] (with [`autoreply`]) and [`notice`]. A flow turns decisions into a [`Plan`] of writes (committed by
 //! the group-commit writer) and renders what each of its deliveries sends.
 
+pub mod autoreply;
 pub mod bounce;
 pub mod forward;
 pub mod notice;
@@ -166,7 +167,7 @@ impl Plan {
         }
         for verp in &self.bounces {
             out.other
-                .extend(bounce::received(ctx, db, verp, &source.message).await?);
+                .extend(bounce::received(ctx, db, verp, source).await?);
         }
         for n in &self.notices {
             out.other.extend(notice::store(ctx, db, n).await?);

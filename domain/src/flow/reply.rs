@@ -110,9 +110,10 @@ pub fn plan(
                     kind: NoticeKind::ReplyRefused,
                     user_id: Some(alias.user_id),
                     alias_id: Some(alias.id),
-                    to: mailbox.email.clone(),
+                    to: vec![mailbox.email.clone()],
                     subject: "Your message was not sent".into(),
                     text,
+                    actions: Vec::new(),
                 });
             }
             // A forger learns nothing (the SMTP answer is 250); the owner is told, a few
@@ -136,7 +137,8 @@ pub fn plan(
                     kind: NoticeKind::SpoofAttempt,
                     user_id: Some(alias.user_id),
                     alias_id: Some(alias.id),
-                    to: to.email.clone(),
+                    to: vec![to.email.clone()],
+                    actions: vec![crate::action::Action::DisableAlias(alias.id)],
                     subject: "Someone tried to send through your alias".into(),
                     text: format!(
                         "A message \"{subject}\" tried to go out from your alias {alias} through \

@@ -108,7 +108,7 @@ pub fn decide_forward(
         Decision::Block(route, BlockReason::AliasDisabled)
     } else if sender_blocked {
         Decision::Block(route, BlockReason::ContactBlocked)
-    } else if route.mailboxes.is_empty() {
+    } else if route.forwards_to().next().is_none() {
         Decision::Block(route, BlockReason::NoMailbox)
     } else if quarantine && route.hold_quarantined {
         Decision::Quarantine(route)

@@ -14,6 +14,10 @@ pub struct Model {
     pub note: Option<String>,
     /// Shown first in lists.
     pub pinned: bool,
+    /// Activity counts rolled up when old activity is pruned (the stats add them).
+    pub pruned_forwards: i64,
+    pub pruned_blocks: i64,
+    pub pruned_replies: i64,
     pub created_at: DateTimeUtc,
 }
 

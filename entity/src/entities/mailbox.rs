@@ -10,6 +10,8 @@ pub struct Model {
     /// Unique among verified mailboxes; unverified claims of an address may coexist.
     pub email: String,
     pub verified: bool,
+    /// Forwarding stopped after repeated hard bounces (the owner re-enables it).
+    pub disabled: bool,
     pub created_at: DateTimeUtc,
 }
 

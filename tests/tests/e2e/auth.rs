@@ -498,7 +498,10 @@ async fn the_quarantine_holds_lists_releases_and_deletes() {
         "nothing forwarded while held"
     );
     // Housekeeping keeps what is held.
-    postern_worker::housekeeping(&server.running().ctx).await;
+    postern_worker::Job::Retention
+        .run_once(&server.running().ctx)
+        .await
+        .expect("retention");
 
     // Another user can neither see nor touch them.
     let other = server.add_user("nosy@real.test").await;

@@ -859,7 +859,9 @@ async fn taken_addresses_answer_like_free_ones_and_the_email_says_why() {
             .await
             .expect("age the claims");
     }
-    let done = postern_worker::housekeeping(&server.running().ctx).await;
+    let done = postern_domain::retention::prune(&server.running().ctx)
+        .await
+        .expect("retention");
     assert_eq!(done.unverified_mailboxes, 3, "{done:?}");
     let r = with_key(&server, "GET", "/api/v2/mailboxes", &prober, None).await;
     assert_eq!(

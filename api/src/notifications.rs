@@ -80,7 +80,7 @@ pub async fn mark_read(
     path = "/api/bounces",
     tag = "account",
     summary = "Deliveries that came back or were refused, classified (hard, soft, complaint)",
-    params(("page_id" = u64, Query, description = "Page, from 0 (20 a page)")),
+    params(("page_id" = Option<u64>, Query, description = "Page, from 0 (20 a page; default 0)")),
     responses((status = 200, description = "Success"), (status = "4XX", description = "An error", body = crate::openapi::ErrorBody)),
     security(("api_key" = []), ("bearer" = [])),
 )]
@@ -89,7 +89,8 @@ pub async fn bounces(
     ApiUser(user): ApiUser,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = crate::bounds::query_number(&params, "page_id", 0..=crate::bounds::MAX_PAGE, None)?;
+    let page =
+        crate::bounds::query_number(&params, "page_id", 0..=crate::bounds::MAX_PAGE, Some(0))?;
     let rows = bounce::list(state.ctx.db(), user.id, page).await?;
     let items: Vec<Value> = rows
         .iter()

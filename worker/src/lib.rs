@@ -101,12 +101,19 @@ impl Job {
     }
 }
 
-/// A scheduler with every job registered (not started).
-pub async fn schedule(ctx: &Context) -> Result<JobScheduler, WorkerError> {
-    let scheduler = JobScheduler::new().await?;
+/// The scheduler with every job registered (not started yet), and when each runs next.
+pub struct Schedule {
+    pub scheduler: JobScheduler,
+    pub next: Vec<(Job, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// Registers every job with the scheduler.
+pub async fn schedule(ctx: &Context) -> Result<Schedule, WorkerError> {
+    let mut scheduler = JobScheduler::new().await?;
+    let mut next = Vec::new();
     for job in Job::ALL {
         let ctx = ctx.clone();
-        scheduler
+        let id = scheduler
             .add(CronJob::new_async(job.schedule(), move |_, _| {
                 let ctx = ctx.clone();
                 Box::pin(async move {
@@ -118,13 +125,16 @@ pub async fn schedule(ctx: &Context) -> Result<JobScheduler, WorkerError> {
                 })
             })?)
             .await?;
+        if let Some(at) = scheduler.next_tick_for_job(id).await? {
+            next.push((job, at));
+        }
     }
-    Ok(scheduler)
+    Ok(Schedule { scheduler, next })
 }
 
 /// Runs the queue and the scheduled jobs until `shutdown` completes.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
-    let mut scheduler = schedule(&ctx).await?;
+    let mut scheduler = schedule(&ctx).await?.scheduler;
     scheduler.start().await?;
 
     tokio::pin!(shutdown);

@@ -209,7 +209,12 @@ pub fn plan(
     let sender = facts.sender.address.to_lowercase();
     let contact = match facts.existing.get(&sender) {
         Some(c) => ContactRef::Id(c.id),
-        None => ContactRef::Email(sender),
+        None => {
+            if forward {
+                plan.new_senders.push((route.alias.id, sender.clone()));
+            }
+            ContactRef::Email(sender)
+        }
     };
     if let Decision::Quarantine(route) = decision {
         plan.quarantined.push(super::NewQuarantine {

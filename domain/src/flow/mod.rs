@@ -75,6 +75,9 @@ pub struct Plan {
     pub postmaster: Vec<(String, String)>,
     /// Held instead of forwarded (the received message is stored for them too).
     pub quarantined: Vec<NewQuarantine>,
+    /// `(alias, sender)`: forwards whose sender's contact is created in this commit; their
+    /// deliveries get its id (a bounce or an automatic reply later needs it).
+    pub new_senders: Vec<(i64, String)>,
 }
 
 /// A message held for an alias.
@@ -106,7 +109,20 @@ impl Plan {
     ) -> Result<Committed> {
         let mut out = Committed::default();
         let queue_settings = &ctx.settings().queue;
-        if !self.deliveries.is_empty() || !self.quarantined.is_empty() {
+        insert_contacts(db, &self.contacts).await?;
+        let mut deliveries = self.deliveries;
+        for (alias_id, sender) in &self.new_senders {
+            let Some(contact_id) = find_contact_id(db, *alias_id, sender).await? else {
+                continue;
+            };
+            for d in deliveries
+                .iter_mut()
+                .filter(|d| d.alias_id == Some(*alias_id) && d.contact_id.is_none())
+            {
+                d.contact_id = Some(contact_id);
+            }
+        }
+        if !deliveries.is_empty() || !self.quarantined.is_empty() {
             let raw = match self.stored {
                 Some(raw) => raw,
                 None => source.message.raw().to_vec(),
@@ -120,7 +136,7 @@ impl Plan {
             )
             .await?;
             out.received =
-                queue::enqueue(db, queue_settings, ctx.instance(), id, &self.deliveries).await?;
+                queue::enqueue(db, queue_settings, ctx.instance(), id, &deliveries).await?;
             for q in &self.quarantined {
                 crate::quarantine::hold(db, id, q).await?;
             }
@@ -140,7 +156,6 @@ impl Plan {
             out.other
                 .extend(queue::enqueue(db, queue_settings, ctx.instance(), id, &[delivery]).await?);
         }
-        insert_contacts(db, &self.contacts).await?;
         for a in &self.activities {
             let contact_id = match &a.contact {
                 ContactRef::None => None,

@@ -493,9 +493,17 @@ async fn the_quarantine_holds_lists_releases_and_deletes() {
     assert_eq!(held.len(), 2, "{}", r.body);
     assert_eq!(held[0]["subject"], "second");
     assert_eq!(held[0]["sender"], "ceo@quarantine.test");
+    // The owner is told (in the app and by email), and nothing is forwarded while held.
+    let told = server.sink.wait_for(2, WAIT).await;
     assert!(
-        server.sink.received().is_empty(),
+        told.iter().all(|m| m.header("Subject").as_deref()
+            == Some("held@alias.test has a new mail in quarantine")),
         "nothing forwarded while held"
+    );
+    let notes = api("GET", "/api/notifications?page=0".into(), None).await;
+    assert_eq!(
+        notes.json["notifications"][0]["title"],
+        "held@alias.test has a new mail in quarantine"
     );
     // Housekeeping keeps what is held.
     postern_worker::Job::Retention
@@ -522,12 +530,12 @@ async fn the_quarantine_holds_lists_releases_and_deletes() {
     )
     .await;
     assert_eq!(r.json, serde_json::json!({"released": true}), "{}", r.body);
-    let got = server.sink.wait_for(1, WAIT).await;
-    assert_eq!(got[0].rcpts, vec!["holder@real.test".to_string()]);
-    assert_eq!(
-        got[0].header("Subject").as_deref(),
-        Some("[Unverified sender] second")
-    );
+    let got = server.sink.wait_for(3, WAIT).await;
+    let released = got
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("[Unverified sender] second"))
+        .expect("released and forwarded, marked");
+    assert_eq!(released.rcpts, vec!["holder@real.test".to_string()]);
     let r = api("DELETE", format!("/api/quarantine/{}", held[1]["id"]), None).await;
     assert_eq!(r.json, serde_json::json!({"deleted": true}), "{}", r.body);
     let r = api("GET", "/api/quarantine?page_id=0".into(), None).await;

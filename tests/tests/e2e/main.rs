@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod api;
 mod auth;
+mod bounces;
 mod forward;
 mod gateway;
 mod hardening;
@@ -12,6 +13,7 @@ mod limits;
 mod privacy;
 mod queue;
 mod reply;
+mod worker;
 
 use postern_tests::harness::TestServer;
 

@@ -1,0 +1,180 @@
+//! The worker's jobs: each called as one step, the schedule, the lease that lets one worker
+//! run a job at a time, and the command line around them.
+
+use postern::cli::{Command, WorkerCommand};
+use postern_tests::client;
+use postern_tests::harness::TestServer;
+use postern_tests::http::call;
+use postern_worker::{Job, lease};
+
+use crate::{message, server_with_alias};
+
+#[tokio::test]
+async fn every_job_is_scheduled() {
+    let server = TestServer::start().await;
+    let schedule = postern_worker::schedule(&server.running().ctx)
+        .await
+        .expect("schedule");
+    let now = chrono::Utc::now();
+    for job in Job::ALL {
+        let at = schedule
+            .next
+            .iter()
+            .find(|(j, _)| *j == job)
+            .map(|(_, at)| *at)
+            .unwrap_or_else(|| panic!("{} is not scheduled", job.name()));
+        assert!(
+            at > now - chrono::Duration::seconds(1) && at <= now + chrono::Duration::days(1),
+            "{} runs next at {at}",
+            job.name()
+        );
+        assert_eq!(Job::parse(job.name()).expect("parses"), job);
+    }
+    assert_eq!(schedule.next.len(), Job::ALL.len());
+}
+
+#[tokio::test]
+async fn jobs_run_by_hand_and_report_what_they_did() {
+    let server = TestServer::start().await;
+    let out = server
+        .cli(Command::Worker {
+            action: Some(WorkerCommand::Run {
+                job: "retention".into(),
+            }),
+        })
+        .await
+        .expect("runs");
+    assert!(out.starts_with("retention: pruned "), "{out}");
+    let err = server
+        .cli(Command::Worker {
+            action: Some(WorkerCommand::Run {
+                job: "nonsense".into(),
+            }),
+        })
+        .await
+        .expect_err("unknown job");
+    assert!(err.contains("the jobs are: queue, retention"), "{err}");
+    let status = server
+        .cli(Command::Worker {
+            action: Some(WorkerCommand::Status),
+        })
+        .await
+        .expect("status");
+    assert!(status.starts_with("queue: 0 queued"), "{status}");
+    assert!(status.contains("retention: last run 20"), "{status}");
+}
+
+#[tokio::test]
+async fn one_worker_at_a_time_runs_a_job() {
+    let server = TestServer::start().await;
+    let ctx = &server.running().ctx;
+    let db = ctx.db();
+    // Another worker holds the lease: this one neither runs the job nor steals it.
+    assert!(
+        lease::acquire(db, "retention", "other-worker", 60_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !lease::acquire(db, "retention", "third-worker", 60_000)
+            .await
+            .expect("lease")
+    );
+    assert_eq!(Job::Retention.run_leased(ctx).await.expect("runs"), None);
+    let err = server
+        .cli(Command::Worker {
+            action: Some(WorkerCommand::Run {
+                job: "retention".into(),
+            }),
+        })
+        .await
+        .expect_err("held elsewhere");
+    assert!(err.contains("running in another worker"), "{err}");
+    // Once it is given back, the next one takes it.
+    lease::release(db, "retention", "other-worker", "done")
+        .await
+        .expect("release");
+    let ran = Job::Retention.run_leased(ctx).await.expect("runs");
+    assert!(ran.is_some_and(|r| r.starts_with("pruned")));
+    // A lease whose holder died runs out.
+    assert!(
+        lease::acquire(db, "queue", "crashed-worker", 1)
+            .await
+            .expect("lease")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        lease::acquire(db, "queue", "alive-worker", 60_000)
+            .await
+            .expect("lease")
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_old_activity_and_the_counters_survive() {
+    let (server, alias) = server_with_alias().await;
+    for n in 0..3 {
+        let reply = client::send(
+            server.smtp(),
+            "bob@ext.test",
+            &[&alias],
+            &message("bob@ext.test", &alias, &format!("m{n}"), "x"),
+        )
+        .await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    let ctx = &server.running().ctx;
+    let db = ctx.db();
+    let alias_row = postern_domain::accounts::find_alias(db, &alias)
+        .await
+        .expect("query")
+        .expect("alias");
+    let before = postern_domain::listing::alias_stats(db, &[alias_row.id])
+        .await
+        .expect("stats")[&alias_row.id]
+        .forwards;
+    assert_eq!(before, 3);
+    {
+        use postern_entity::activity;
+        use sea_orm::EntityTrait;
+        use sea_orm::sea_query::Expr;
+        activity::Entity::update_many()
+            .col_expr(
+                activity::Column::CreatedAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::days(31)),
+            )
+            .exec(db)
+            .await
+            .expect("age");
+    }
+    let done = postern_domain::retention::prune(ctx).await.expect("prune");
+    assert_eq!(done.activities, 3, "{done:?}");
+    assert!(
+        postern_tests::harness::activities(&server, &alias)
+            .await
+            .is_empty()
+    );
+    let after = postern_domain::listing::alias_stats(db, &[alias_row.id])
+        .await
+        .expect("stats")[&alias_row.id]
+        .forwards;
+    assert_eq!(after, 3, "the counter survives pruning");
+    let user = postern_domain::listing::user_stats(db, alias_row.user_id)
+        .await
+        .expect("user stats");
+    assert_eq!(user.forwards, 3);
+    // A second pass finds nothing more to prune.
+    let again = postern_domain::retention::prune(ctx).await.expect("prune");
+    assert_eq!(again.activities, 0);
+    // The health endpoint tells the queue's state.
+    let health = call(&server, "GET", "/health", None, None).await;
+    assert_eq!(health.json["status"], "ok");
+    let queue = &health.json["queue"];
+    assert!(
+        queue["queued"].as_u64().is_some_and(|n| n <= 3)
+            && queue["due"].is_u64()
+            && queue["oldest_age_seconds"].is_i64(),
+        "{}",
+        health.json
+    );
+}

@@ -104,8 +104,13 @@ pub enum WorkerCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DomainCommand {
-    /// Print the DNS records to publish for DOMAIN, as zone-file lines.
+    /// Print the DNS records to publish for DOMAIN, as zone-file lines (with every DKIM key
+    /// that signs, is about to, or is retiring).
     Dns { domain: String },
+    /// Start a DKIM key rotation now: prints the new records; they sign once seen in DNS.
+    RotateDkim { domain: String },
+    /// Check DOMAIN's published records now (MX, SPF, DMARC, DKIM) and print the findings.
+    Check { domain: String },
 }
 
 /// Runs an admin command and returns what it prints on stdout.
@@ -214,7 +219,10 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
             let alias = accounts::set_alias_enabled(&db, alias, true).await?;
             format!("enabled {}\n", alias.email)
         }
-        Command::Domain(DomainCommand::Dns { domain }) => {
+        Command::Domain(command) => {
+            let (DomainCommand::Dns { domain }
+            | DomainCommand::RotateDkim { domain }
+            | DomainCommand::Check { domain }) = command;
             let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
             if !accounts::is_our_domain(settings, &domain) {
                 bail!(
@@ -223,8 +231,45 @@ pub async fn run_admin(settings: &Settings, command: &Command) -> anyhow::Result
                     settings.mail.reply_domain
                 );
             }
-            dkim::ensure_keys(&db, &domain).await?;
-            zone_records(settings, &domain, &dkim::dns_records(&db, &domain).await?)
+            drop(db);
+            // Starting a context makes sure the domain has its keys, sealed.
+            let ctx = crate::context(settings).await?;
+            let db = ctx.db();
+            match command {
+                DomainCommand::Dns { .. } => {
+                    let mut out =
+                        zone_records(settings, &domain, &dkim::dns_records(db, &domain).await?);
+                    for (selector, state) in dkim::key_states(db, &domain).await? {
+                        if state != "active" {
+                            out.push_str(&format!("; DKIM selector {selector}: {state}\n"));
+                        }
+                    }
+                    out
+                }
+                DomainCommand::RotateDkim { .. } => {
+                    match dkim::rotate(db, ctx.kek(), &domain).await? {
+                        Some(records) => {
+                            let mut out = format!(
+                                "new DKIM keys for {domain}: publish these records; the worker \
+                                 starts signing with them once it sees them in DNS, and keeps \
+                                 the old ones published for {} more days\n",
+                                settings.dkim.overlap.as_secs() / 86_400
+                            );
+                            for (name, value) in records {
+                                out.push_str(&format!("{name}. IN TXT {}\n", quote_txt(&value)));
+                            }
+                            out
+                        }
+                        None => bail!(
+                            "a rotation of {domain} is already waiting for its records in DNS \
+                             (postern domain dns {domain} shows them)"
+                        ),
+                    }
+                }
+                DomainCommand::Check { .. } => postern_domain::dnscheck::check(&ctx, &domain)
+                    .await?
+                    .to_string(),
+            }
         }
         Command::Worker {
             action: Some(action),

@@ -63,15 +63,29 @@ pub struct BounceSettings {
 }
 
 /// DKIM key rotation and the key that encrypts private keys at rest.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DkimSettings {
     /// How often a domain's keys are replaced.
     pub rotation: Duration,
     /// How long the old key stays published (and verifiable) after the new one signs.
     pub overlap: Duration,
-    /// A file holding the key-encryption key (32 bytes, base64 or hex). The environment
-    /// variable `POSTERN_DKIM_KEK` takes precedence.
+    /// The key-encryption key itself (32 bytes, base64 or hex), best given in the
+    /// environment as `POSTERN_DKIM__KEK`.
+    pub kek: Option<String>,
+    /// A file holding the key-encryption key. Without either, the embedded default creates
+    /// `<data_dir>/dkim-kek` on first start.
     pub kek_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for DkimSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DkimSettings")
+            .field("rotation", &self.rotation)
+            .field("overlap", &self.overlap)
+            .field("kek", &self.kek.as_ref().map(|_| "***"))
+            .field("kek_file", &self.kek_file)
+            .finish()
+    }
 }
 
 /// Where DNS questions go (SPF, DKIM, DMARC, ARC, MX).
@@ -599,8 +613,12 @@ impl Reader<'_> {
         let dkim = DkimSettings {
             rotation: self.days("dkim.rotation_days", 182),
             overlap: self.days("dkim.overlap_days", 7),
+            kek: self.string("dkim.kek"),
             kek_file: self.string("dkim.kek_file").map(PathBuf::from),
         };
+        if dkim.kek.is_some() && dkim.kek_file.is_some() {
+            self.error("dkim.kek_file", "give dkim.kek or dkim.kek_file, not both");
+        }
         Settings {
             retention,
             notifications,

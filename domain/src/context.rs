@@ -66,6 +66,9 @@ struct Inner {
     db: DatabaseConnection,
     settings: Arc<Settings>,
     signers: Signers,
+    kek: crate::kek::Kek,
+    /// The domains we sign for: the alias domains and the reply domain.
+    signing_domains: Vec<String>,
     verp_key: HmacKey,
     reverse_alias_key: HmacKey,
     action_key: HmacKey,
@@ -94,12 +97,13 @@ impl Context {
         instance: String,
     ) -> Result<Self> {
         let domains = signing_domains(&settings);
+        let kek = crate::kek::Kek::load(&settings, &db).await?;
         for domain in &domains {
-            dkim::ensure_keys(&db, domain)
+            dkim::ensure_keys(&db, &kek, domain)
                 .await
                 .map_err(|e| DomainError::Invalid(format!("DKIM keys for {domain}: {e}")))?;
         }
-        let signers = Signers::load(&db, &domains).await?;
+        let signers = Signers::load(&db, &kek, &domains).await?;
         let verp_key = secrets::load_or_create(&db, "verp").await?;
         let reverse_alias_key = secrets::load_or_create(&db, "reverse-alias").await?;
         let action_key = secrets::load_or_create(&db, "action").await?;
@@ -109,11 +113,13 @@ impl Context {
         }
         let writer = Writer::start(db.clone());
         let authenticator = crate::dns::authenticator(&settings.dns)?;
-        Ok(Self {
+        let ctx = Self {
             inner: Arc::new(Inner {
                 db,
                 settings,
                 signers,
+                kek,
+                signing_domains: domains,
                 verp_key,
                 reverse_alias_key,
                 action_key,
@@ -131,7 +137,9 @@ impl Context {
                 routes_by_id: Cache::default(),
                 reverse_aliases: Cache::default(),
             }),
-        })
+        };
+        ctx.watch_signing_keys();
+        Ok(ctx)
     }
 
     /// Hashes a password with argon2id on the blocking pool (see [`password_slots`]).
@@ -188,6 +196,42 @@ impl Context {
 
     pub fn signers(&self) -> &Signers {
         &self.inner.signers
+    }
+
+    /// The key that seals DKIM private keys at rest.
+    pub fn kek(&self) -> &crate::kek::Kek {
+        &self.inner.kek
+    }
+
+    /// The domains we sign for.
+    pub fn signing_domains(&self) -> &[String] {
+        &self.inner.signing_domains
+    }
+
+    /// Signs with the keys active now (after a rotation, in this or another instance).
+    pub async fn reload_signers(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner
+            .signers
+            .reload(&inner.db, &inner.kek, &inner.signing_domains)
+            .await
+    }
+
+    /// Every minute, picks up keys another instance activated; ends with the context.
+    fn watch_signing_keys(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SIGNER_RELOAD).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let ctx = Context { inner };
+                if let Err(e) = ctx.reload_signers().await {
+                    tracing::warn!(error = %e, "reloading DKIM keys failed");
+                }
+            }
+        });
     }
 
     pub fn verp_key(&self) -> &HmacKey {
@@ -282,6 +326,9 @@ impl Context {
         crate::flow::notice::send(self, notice).await
     }
 }
+
+/// How often an instance looks for DKIM keys activated elsewhere.
+const SIGNER_RELOAD: Duration = Duration::from_secs(60);
 
 fn signing_domains(settings: &Settings) -> Vec<String> {
     let mut domains = settings.mail.alias_domains.clone();

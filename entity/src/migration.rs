@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_block_behaviour::Migration),
             Box::new(m20261202_000012_quarantine::Migration),
             Box::new(m20261206_000013_worker::Migration),
+            Box::new(m20261206_000014_dkim_rotation::Migration),
         ]
     }
 }
@@ -1104,6 +1105,62 @@ mod m20261206_000013_worker {
             for col in ["pruned_forwards", "pruned_blocks", "pruned_replies"] {
                 m.alter_table(Table::alter().table("aliases").drop_column(col).to_owned())
                     .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// DKIM keys rotate (pending until published, active, retiring during the overlap) and are
+/// stored encrypted.
+mod m20261206_000014_dkim_rotation {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261206_000014_dkim_rotation"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            for col in [
+                string("state").default("active").to_owned(),
+                boolean("encrypted").default(false).to_owned(),
+                timestamp_with_time_zone_null("activated_at"),
+                timestamp_with_time_zone_null("retire_after"),
+            ] {
+                m.alter_table(Table::alter().table("dkim_keys").add_column(col).to_owned())
+                    .await?;
+            }
+            m.create_table(
+                Table::create()
+                    .table("domain_checks")
+                    .if_not_exists()
+                    .col(string("domain").primary_key())
+                    .col(timestamp_with_time_zone("checked_at"))
+                    .col(boolean("ok"))
+                    .col(text("findings"))
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(Table::drop().table("domain_checks").if_exists().to_owned())
+                .await?;
+            for col in ["state", "encrypted", "activated_at", "retire_after"] {
+                m.alter_table(
+                    Table::alter()
+                        .table("dkim_keys")
+                        .drop_column(col)
+                        .to_owned(),
+                )
+                .await?;
             }
             Ok(())
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use postern::cli::{AliasCommand, Command, MailboxCommand, UserCommand};
+use postern::cli::{AliasCommand, Command, DomainCommand, MailboxCommand, UserCommand};
 use postern::{Roles, Running};
 use postern_config::Settings;
 use sea_orm::{ConnectionTrait, Database};
@@ -124,6 +124,28 @@ impl TestServer {
                 .await
                 .expect("service restarts"),
         );
+    }
+
+    /// Publishes in the test DNS every DKIM record `postern domain dns DOMAIN` prints; returns
+    /// the printed text.
+    pub async fn publish_dkim(&self, domain: &str) -> String {
+        let out = self
+            .cli(Command::Domain(DomainCommand::Dns {
+                domain: domain.into(),
+            }))
+            .await
+            .expect("dns records");
+        self.publish_txt_lines(&out);
+        out
+    }
+
+    /// Adds the `name. IN TXT "…"` lines of `zone` (DKIM records) to the test DNS.
+    pub fn publish_txt_lines(&self, zone: &str) {
+        for line in zone.lines().filter(|l| l.contains("._domainkey.")) {
+            let (name, rest) = line.split_once(". IN TXT ").expect("TXT line");
+            let value: String = rest.split('"').skip(1).step_by(2).collect();
+            self.dns.txt(name, &value);
+        }
     }
 
     /// Runs an admin CLI command; returns its stdout or the error text.

@@ -40,15 +40,22 @@ pub enum Job {
     /// Prunes activity (counters kept), quarantined and refused messages, delivered bodies,
     /// expired sessions and tokens, VERP records past their lifetime, unverified accounts.
     Retention,
+    /// DKIM rotation: new keys when the active ones are `dkim.rotation_days` old, activated
+    /// once their records are in DNS, old ones removed after the overlap.
+    Dkim,
+    /// Checks the DNS records of every domain we serve (`postern domain check`).
+    Dns,
 }
 
 impl Job {
-    pub const ALL: [Job; 2] = [Job::Queue, Job::Retention];
+    pub const ALL: [Job; 4] = [Job::Queue, Job::Retention, Job::Dkim, Job::Dns];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Queue => "queue",
             Self::Retention => "retention",
+            Self::Dkim => "dkim",
+            Self::Dns => "dns",
         }
     }
 
@@ -57,6 +64,8 @@ impl Job {
         match self {
             Self::Queue => "30 * * * * *",
             Self::Retention => "0 */10 * * * *",
+            Self::Dkim => "0 5 * * * *",
+            Self::Dns => "0 30 3 * * *",
         }
     }
 
@@ -82,6 +91,8 @@ impl Job {
                 )
             }
             Self::Retention => postern_domain::retention::prune(ctx).await?.to_string(),
+            Self::Dkim => postern_domain::dkim::rotation_job(ctx).await?.to_string(),
+            Self::Dns => postern_domain::dnscheck::check_all(ctx).await?,
         })
     }
 

@@ -14,6 +14,13 @@ pub struct Model {
     /// Base64 of the public key as published in the `p=` tag.
     pub public_key: String,
     pub created_at: DateTimeUtc,
+    /// `pending` (published, not yet seen in DNS), `active` (signs), `retiring` (still
+    /// published during the overlap, no longer signs).
+    pub state: String,
+    /// `private_key` is sealed with the key-encryption key (AES-256-GCM).
+    pub encrypted: bool,
+    pub activated_at: Option<DateTimeUtc>,
+    pub retire_after: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ pub mod contact;
 pub mod deleted_alias;
 pub mod delivery;
 pub mod dkim_key;
+pub mod domain_check;
 pub mod job_lease;
 pub mod mailbox;
 pub mod message;

@@ -1,7 +1,7 @@
 //! Sender authentication at the MX: SPF, DKIM and DMARC checked against DNS answers seeded on
 //! loopback, written into our Authentication-Results, and acted on.
 
-use postern::cli::{Command, DomainCommand};
+use postern::cli::Command;
 use postern_tests::client::{self, SmtpClient};
 use postern_tests::harness::{TestServer, WAIT};
 
@@ -65,17 +65,7 @@ async fn spf_pass_fail_softfail_none_and_temperror() {
 /// `message` DKIM-signed (RSA and Ed25519) for signer.test with the server's keys, and
 /// those keys published in the test DNS.
 async fn signed(server: &TestServer, message: &str) -> Vec<u8> {
-    let dns = server
-        .cli(Command::Domain(DomainCommand::Dns {
-            domain: "signer.test".into(),
-        }))
-        .await
-        .expect("dns records");
-    for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
-        let (name, rest) = line.split_once(". IN TXT ").expect("TXT line");
-        let value: String = rest.split('"').skip(1).step_by(2).collect();
-        server.dns.txt(name, &value);
-    }
+    server.publish_dkim("signer.test").await;
     server
         .running()
         .ctx

@@ -98,9 +98,12 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// The whole message path on one input: receive (repair + parse), forward rewrite, reply
-/// rewrite, scrub. Panics are the failures; outputs must still be messages.
+/// The whole message path on one input: report reading, receive (repair + parse), forward
+/// rewrite, reply rewrite, scrub. Panics are the failures; outputs must still be messages.
 fn through_the_pipeline(raw: Vec<u8>) {
+    // What a bounce address receives is read as a report first.
+    let report = crate::dsn::read(&raw);
+    let _ = report.about("me@real.test");
     let arrival = Arrival {
         mail_from: "bob@ext.test",
         id_domain: "reply.test",

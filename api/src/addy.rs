@@ -295,7 +295,7 @@ pub(crate) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let alias = one(&state, user.id, &id).await?;
     let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
-    accounts::delete_alias(&txn, alias).await?;
+    accounts::trash_alias(&txn, alias).await?;
     txn.commit().await.map_err(DomainError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -388,7 +388,7 @@ pub async fn delete_mailbox(
             }
             None if remaining == 0 => {
                 if let Some(a) = alias::Entity::find_by_id(link.alias_id).one(db).await? {
-                    delete_alias(db, a).await?;
+                    purge_alias(db, a).await?;
                 }
             }
             None => {}
@@ -479,6 +479,7 @@ pub async fn create_alias(
     if let Some(quota) = user.alias_quota {
         let count = alias::Entity::find()
             .filter(alias::Column::UserId.eq(user.id))
+            .filter(alias::Column::DeletedAt.is_null())
             .count(db)
             .await?;
         if count >= u64::try_from(quota).unwrap_or(0) {
@@ -779,6 +780,7 @@ pub async fn user_alias(
 ) -> Result<Option<alias::Model>> {
     Ok(alias::Entity::find_by_id(alias_id)
         .filter(alias::Column::UserId.eq(user_id))
+        .filter(alias::Column::DeletedAt.is_null())
         .one(db)
         .await?)
 }
@@ -934,7 +936,37 @@ pub async fn update_alias(
 
 /// Deletes an alias for good: its address goes on the deleted list and can never be created
 /// again (by anyone), its contacts' reverse aliases stop working.
-pub async fn delete_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
+/// Moves an alias to the trash: it stops forwarding at once (mail to it is recorded as
+/// blocked), is listed nowhere, and its address is never given out again. The retention job
+/// purges it after `retention.trash_days`.
+pub async fn trash_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
+    deleted_alias::Entity::insert(deleted_alias::ActiveModel {
+        email: Set(alias.email.clone()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(deleted_alias::Column::Email)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    alias::Entity::update_many()
+        .col_expr(alias::Column::Enabled, Expr::value(false))
+        .col_expr(
+            alias::Column::DeletedAt,
+            Expr::value(Some(chrono::Utc::now())),
+        )
+        .filter(alias::Column::Id.eq(alias.id))
+        .exec(db)
+        .await?;
+    crate::cache::invalidate();
+    Ok(())
+}
+
+/// Deletes an alias and everything of it now; its address stays taken (a tombstone).
+pub async fn purge_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
     use postern_entity::{activity, message_id};
     deleted_alias::Entity::insert(deleted_alias::ActiveModel {
         email: Set(alias.email.clone()),
@@ -1005,6 +1037,7 @@ pub async fn find_alias(db: &impl ConnectionTrait, email: &str) -> Result<Option
 pub async fn list_aliases(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<alias::Model>> {
     Ok(alias::Entity::find()
         .filter(alias::Column::UserId.eq(user_id))
+        .filter(alias::Column::DeletedAt.is_null())
         .order_by_asc(alias::Column::Id)
         .all(db)
         .await?)

@@ -466,7 +466,7 @@ pub async fn delete_account(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         .all(db)
         .await?
     {
-        accounts::delete_alias(db, a).await?;
+        accounts::purge_alias(db, a).await?;
     }
     contact::Entity::delete_many()
         .filter(contact::Column::UserId.eq(user_id))

@@ -31,7 +31,9 @@ pub async fn alias_page(
     filter: AliasFilter,
     query: Option<&str>,
 ) -> Result<Vec<alias::Model>> {
-    let mut select = alias::Entity::find().filter(alias::Column::UserId.eq(user_id));
+    let mut select = alias::Entity::find()
+        .filter(alias::Column::UserId.eq(user_id))
+        .filter(alias::Column::DeletedAt.is_null());
     select = match filter {
         AliasFilter::All => select,
         AliasFilter::Pinned => select.filter(alias::Column::Pinned.eq(true)),
@@ -324,6 +326,7 @@ pub async fn user_stats(db: &impl ConnectionTrait, user_id: i64) -> Result<UserS
     use sea_orm::PaginatorTrait;
     let aliases = alias::Entity::find()
         .filter(alias::Column::UserId.eq(user_id))
+        .filter(alias::Column::DeletedAt.is_null())
         .count(db)
         .await?;
     let counts: Vec<(String, i64)> = activity::Entity::find()
@@ -375,7 +378,9 @@ pub async fn alias_page_numbered(
     search: Option<&str>,
 ) -> Result<(Vec<alias::Model>, u64)> {
     use sea_orm::PaginatorTrait;
-    let mut select = alias::Entity::find().filter(alias::Column::UserId.eq(user_id));
+    let mut select = alias::Entity::find()
+        .filter(alias::Column::UserId.eq(user_id))
+        .filter(alias::Column::DeletedAt.is_null());
     if let Some(active) = active {
         select = select.filter(alias::Column::Enabled.eq(active));
     }

@@ -26,6 +26,8 @@ pub struct Pruned {
     pub unverified_mailboxes: u64,
     pub unactivated_accounts: u64,
     pub auth_attempts: u64,
+    /// Aliases purged from the trash.
+    pub trashed_aliases: u64,
 }
 
 impl std::fmt::Display for Pruned {
@@ -34,7 +36,7 @@ impl std::fmt::Display for Pruned {
             f,
             "pruned {} activities, {} quarantined, {} bounces, {} deliveries, {} messages, \
              {} sessions, {} tokens, {} notifications, {} unverified mailboxes, {} unactivated \
-             accounts, {} sign-in attempts",
+             accounts, {} sign-in attempts, {} aliases from the trash",
             self.activities,
             self.quarantined,
             self.bounces,
@@ -45,7 +47,8 @@ impl std::fmt::Display for Pruned {
             self.notifications,
             self.unverified_mailboxes,
             self.unactivated_accounts,
-            self.auth_attempts
+            self.auth_attempts,
+            self.trashed_aliases
         )
     }
 }
@@ -61,6 +64,14 @@ pub async fn prune(ctx: &Context) -> Result<Pruned> {
     let mut done = Pruned::default();
     let r = &settings.retention;
 
+    let trashed = alias::Entity::find()
+        .filter(alias::Column::DeletedAt.lt(ago(r.trash)))
+        .all(&txn)
+        .await?;
+    for a in trashed {
+        crate::accounts::purge_alias(&txn, a).await?;
+        done.trashed_aliases += 1;
+    }
     done.activities = prune_activity(&txn, ago(r.activity)).await?;
     done.quarantined = quarantine::Entity::delete_many()
         .filter(quarantine::Column::CreatedAt.lt(ago(r.quarantine)))

@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_quarantine::Migration),
             Box::new(m20261206_000013_worker::Migration),
             Box::new(m20261206_000014_dkim_rotation::Migration),
+            Box::new(m20261206_000015_alias_trash::Migration),
         ]
     }
 }
@@ -1163,6 +1164,43 @@ mod m20261206_000014_dkim_rotation {
                 .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// A deleted alias waits in the trash (mail to it is blocked) until the retention job purges it.
+mod m20261206_000015_alias_trash {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261206_000015_alias_trash"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("aliases")
+                    .add_column(timestamp_with_time_zone_null("deleted_at"))
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("aliases")
+                    .drop_column("deleted_at")
+                    .to_owned(),
+            )
+            .await
         }
     }
 }

@@ -257,7 +257,7 @@ pub async fn delete(
     let db = state.ctx.db();
     let alias = super::owned_alias(db, user.id, alias_id).await?;
     let txn = postern_domain::db::begin_write(db).await?;
-    accounts::delete_alias(&txn, alias).await?;
+    accounts::trash_alias(&txn, alias).await?;
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;

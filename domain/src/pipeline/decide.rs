@@ -43,6 +43,8 @@ pub fn decide_rcpt(recipient: &Recipient) -> RcptDecision {
 /// Why a message to an alias is kept from its mailboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockReason {
+    /// In the trash: deleted, not yet purged.
+    AliasDeleted,
     AliasDisabled,
     ContactBlocked,
     NoMailbox,
@@ -51,6 +53,7 @@ pub enum BlockReason {
 impl BlockReason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AliasDeleted => "alias deleted",
             Self::AliasDisabled => "alias disabled",
             Self::ContactBlocked => "contact blocked",
             Self::NoMailbox => "alias has no verified mailbox",
@@ -104,6 +107,8 @@ pub fn decide_forward(
 ) -> Decision {
     if route.mailbox(&envelope.mail_from).is_some() || from_ourselves {
         Decision::Loop(route)
+    } else if route.alias.deleted_at.is_some() {
+        Decision::Block(route, BlockReason::AliasDeleted)
     } else if !route.alias.enabled {
         Decision::Block(route, BlockReason::AliasDisabled)
     } else if sender_blocked {

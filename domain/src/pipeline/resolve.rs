@@ -63,6 +63,10 @@ pub async fn resolve(ctx: &Context, rcpt: &str) -> Result<Recipient> {
     if let Some(contact) = contact_by_reverse_alias(ctx, address.as_str()).await?
         && let Some(route) = route_by_id(ctx, contact.alias_id).await?
     {
+        // Nothing goes out from an alias in the trash.
+        if route.alias.deleted_at.is_some() {
+            return Ok(Recipient::Unknown);
+        }
         return Ok(Recipient::ReverseAlias { contact, route });
     }
     if matches!(address.local(), "postmaster" | "abuse") {

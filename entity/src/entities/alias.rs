@@ -18,6 +18,9 @@ pub struct Model {
     pub pruned_forwards: i64,
     pub pruned_blocks: i64,
     pub pruned_replies: i64,
+    /// In the trash since: mail to it is blocked, it is listed nowhere, and the retention job
+    /// purges it after `retention.trash_days` (its address stays taken forever).
+    pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }
 

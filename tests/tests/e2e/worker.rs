@@ -178,3 +178,109 @@ async fn retention_prunes_old_activity_and_the_counters_survive() {
         health.json
     );
 }
+
+#[tokio::test]
+async fn a_deleted_alias_waits_in_the_trash_then_is_purged_and_its_address_stays_taken() {
+    let server = TestServer::start().await;
+    let key = server.add_user("me@real.test").await;
+    let alias = server
+        .add_alias("me@real.test", Some("gone@alias.test"), &[])
+        .await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "before", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let forward = server.sink.wait_for(1, postern_tests::harness::WAIT).await;
+    let reverse = crate::reverse_alias_of(&forward[0].header("From").expect("From"));
+    let ctx = &server.running().ctx;
+    let id = postern_domain::accounts::find_alias(ctx.db(), &alias)
+        .await
+        .expect("query")
+        .expect("alias")
+        .id;
+    let r = call(
+        &server,
+        "DELETE",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(r.json, serde_json::json!({"deleted": true}), "{}", r.body);
+    // In the trash: listed nowhere, its mail blocked, nothing goes out from it.
+    let list = call(
+        &server,
+        "GET",
+        "/api/v2/aliases?page_id=0",
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(list.json["aliases"], serde_json::json!([]));
+    let one = call(
+        &server,
+        "GET",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(one.status, 403);
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "after", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        postern_tests::harness::activities(&server, &alias).await,
+        vec!["forward", "block"]
+    );
+    let mut c = client::SmtpClient::ready(server.smtp()).await;
+    assert!(c.cmd("MAIL FROM:<me@real.test>").await.starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{reverse}>")).await;
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    // Past retention.trash_days the retention job purges it; the address stays taken.
+    {
+        use postern_entity::alias as alias_entity;
+        use sea_orm::EntityTrait;
+        use sea_orm::sea_query::Expr;
+        alias_entity::Entity::update_many()
+            .col_expr(
+                alias_entity::Column::DeletedAt,
+                Expr::value(Some(chrono::Utc::now() - chrono::Duration::days(31))),
+            )
+            .exec(ctx.db())
+            .await
+            .expect("age");
+    }
+    let done = postern_domain::retention::prune(ctx).await.expect("prune");
+    assert_eq!(done.trashed_aliases, 1, "{done:?}");
+    assert!(
+        postern_domain::accounts::find_alias(ctx.db(), &alias)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let mut c = client::SmtpClient::ready(server.smtp()).await;
+    assert!(c.cmd("MAIL FROM:<bob@ext.test>").await.starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{alias}>")).await;
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    let again = server
+        .cli(Command::Alias(postern::cli::AliasCommand::Add {
+            user_email: "me@real.test".into(),
+            address: Some(alias.clone()),
+            mailboxes: vec![],
+        }))
+        .await;
+    assert!(
+        again.is_err(),
+        "the address is never given out again: {again:?}"
+    );
+}

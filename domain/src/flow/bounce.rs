@@ -236,6 +236,23 @@ async fn apply(
                     alias = alias.email,
                 ),
             )
+        } else if !finding
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with('5'))
+        {
+            // Out of time rather than refused (the mailbox's server never took it).
+            (
+                format!("A message could not be delivered to {}", d.rcpt),
+                format!(
+                    "A message from {from} to your alias {alias} could not be delivered to your \
+                     mailbox {mailbox} within the queue's lifetime.\n\nThe last attempt \
+                     ended with:\n{said}",
+                    alias = alias.email,
+                    mailbox = d.rcpt,
+                    said = finding.summary(),
+                ),
+            )
         } else {
             (
                 format!("Your mailbox {} refused a message", d.rcpt),

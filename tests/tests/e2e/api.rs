@@ -648,13 +648,20 @@ async fn update_delete_and_activities() {
     )
     .await;
     assert_eq!(r.status, 403);
-    let mut c = client::SmtpClient::ready(server.smtp()).await;
-    assert!(c.cmd("MAIL FROM:<carol@ext.test>").await.starts_with("250"));
-    assert!(
-        c.cmd("RCPT TO:<shop@alias.test>")
-            .await
-            .starts_with("550 5.1.1")
+    // In the trash, as with SimpleLogin: its mail is accepted and blocked, not forwarded.
+    let reply = client::send(
+        server.smtp(),
+        "carol@ext.test",
+        &["shop@alias.test"],
+        &message("carol@ext.test", "shop@alias.test", "after", "y"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(
+        postern_tests::harness::activities(&server, "shop@alias.test").await,
+        vec!["forward", "block"]
     );
+    assert_eq!(server.sink.received().len(), 1, "nothing more forwarded");
     // A deleted address can never be created again, by anyone.
     let err = server
         .cli(postern::cli::Command::Alias(

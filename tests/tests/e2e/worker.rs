@@ -284,3 +284,83 @@ async fn a_deleted_alias_waits_in_the_trash_then_is_purged_and_its_address_stays
         "the address is never given out again: {again:?}"
     );
 }
+
+#[tokio::test]
+async fn the_queue_job_sends_what_is_due_and_gives_up_what_is_too_old() {
+    use postern_entity::delivery;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let (mut server, alias) = server_with_alias().await;
+    server.sink.stop().await;
+    let reply = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "late", "x"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let ctx = server.running().ctx.clone();
+    let attempted = || async {
+        delivery::Entity::find()
+            .all(ctx.db())
+            .await
+            .expect("deliveries")
+            .iter()
+            .map(|d| d.attempts)
+            .sum::<i32>()
+    };
+    let deadline = tokio::time::Instant::now() + postern_tests::harness::WAIT;
+    while attempted().await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never attempted");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Its lifetime is over (made so), and it is due: the job's pass gives it up and tells the
+    // owner, in the same commit.
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::ExpiresAt, Expr::value(0i64))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(0i64))
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(delivery::Column::Status.eq(delivery::DeliveryStatus::Queued))
+        .exec(ctx.db())
+        .await
+        .expect("expire");
+    let done = Job::Queue.run_once(&ctx).await.expect("queue job");
+    assert!(done.starts_with("started 1 due deliveries"), "{done}");
+    let deadline = tokio::time::Instant::now() + postern_tests::harness::WAIT;
+    loop {
+        let rows = postern_tests::harness::deliveries(&server).await;
+        if rows[0].1 == "failed" && rows.len() == 2 {
+            assert_eq!(rows[1].0, "me@real.test", "the owner's notice is queued");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Once the relay is back, the next pass sends the notice.
+    server.sink.resume().await;
+    let deadline = tokio::time::Instant::now() + postern_tests::harness::WAIT;
+    while server.sink.received().is_empty() {
+        Job::Queue.run_once(&ctx).await.expect("queue job");
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(0i64))
+            .filter(delivery::Column::Status.eq(delivery::DeliveryStatus::Queued))
+            .filter(delivery::Column::ClaimedBy.is_null())
+            .exec(ctx.db())
+            .await
+            .expect("due now");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the notice never went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let notice = &server.sink.received()[0];
+    assert_eq!(
+        notice.header("Subject").as_deref(),
+        Some("A message could not be delivered to me@real.test")
+    );
+}

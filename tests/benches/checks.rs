@@ -6,7 +6,8 @@
 //!   cargo bench -p postern-tests --bench checks [-- ITERATIONS]
 //!
 //! Each stage runs alone, ITERATIONS times, on one core: SPF+DKIM+DMARC+ARC checking, the
-//! forward rewrite, ARC sealing (two RSA signatures), DKIM signing (RSA and Ed25519).
+//! forward rewrite, ARC sealing (two RSA signatures), DKIM signing (RSA and Ed25519); and
+//! reading a bounce report.
 
 use std::time::Instant;
 
@@ -23,19 +24,7 @@ async fn main() {
     let server = TestServer::start_with(&[("mail.alias_domains", "alias.test,signer.test")]).await;
     let ctx = server.running().ctx.clone();
     // Publish signer.test's keys, SPF and DMARC, and sign a message with them.
-    let dns = server
-        .cli(postern::cli::Command::Domain(
-            postern::cli::DomainCommand::Dns {
-                domain: "signer.test".into(),
-            },
-        ))
-        .await
-        .expect("records");
-    for line in dns.lines().filter(|l| l.contains("._domainkey.")) {
-        let (name, rest) = line.split_once(". IN TXT ").expect("TXT line");
-        let value: String = rest.split('"').skip(1).step_by(2).collect();
-        server.dns.txt(name, &value);
-    }
+    server.publish_dkim("signer.test").await;
     server.dns.txt("signer.test", "v=spf1 ip4:127.0.0.0/8 -all");
     server.dns.txt("_dmarc.signer.test", "v=DMARC1; p=reject");
     let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod.\r\n";
@@ -130,6 +119,25 @@ async fn main() {
         );
     }
     let sign_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+
+    // Reading what comes back to a bounce address: every report fixture, in turn.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dsn");
+    let reports: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "eml").then(|| std::fs::read(path).ok())?
+        })
+        .collect();
+    let started = Instant::now();
+    for i in 0..iterations {
+        std::hint::black_box(postern_domain::dsn::read(&reports[i % reports.len()]));
+    }
+    let report_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+    println!(
+        "reading a bounce report (DSN, ARF, plain text; {} fixtures): {report_us:.0} µs",
+        reports.len()
+    );
 
     println!(
         "per message, {iterations} iterations: checks (SPF+DKIM x2+DMARC+ARC) {check_us:.0} µs; \

@@ -67,7 +67,9 @@ pub async fn route(
             source.mail_from.clone(),
             format!("automatic reply from {}, forwarded", contact.email),
         ),
-        DeliveryKind::Forward if within => (
+        // The responder writes from the mailbox the forward went to; anything else through
+        // this address is not the owner's and goes nowhere.
+        DeliveryKind::Forward if within && from_is(source, &d.rcpt) => (
             vec![NewDelivery {
                 kind: DeliveryKind::Reply,
                 rcpt: contact.email.clone(),
@@ -111,6 +113,16 @@ pub async fn route(
         &deliveries,
     )
     .await
+}
+
+/// Whether the message's `From:` is `address`.
+fn from_is(source: &Source, address: &str) -> bool {
+    source
+        .message
+        .inspection
+        .from
+        .as_ref()
+        .is_some_and(|m| m.address.eq_ignore_ascii_case(address))
 }
 
 /// `raw` with every spelling of `from` (ASCII case ignored) in its header section replaced

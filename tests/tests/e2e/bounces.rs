@@ -643,3 +643,30 @@ async fn notifications_page_mark_read_and_stay_private() {
     let theirs = api(&server, &other, "/api/notifications?page=0").await;
     assert_eq!(theirs["notifications"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn an_automatic_reply_not_from_the_mailbox_goes_nowhere() {
+    let server = TestServer::start().await;
+    server.add_user(MAILBOX).await;
+    let alias = server
+        .add_alias(MAILBOX, Some("shop@alias.test"), &[])
+        .await;
+    let fwd = forward(&server, &alias, "hello").await;
+    // Someone who saw the bounce address writes to it as a responder: nothing reaches Bob.
+    let raw = fixture(
+        "vacation.eml",
+        &fwd.mail_from,
+        "mallory@evil.test",
+        &alias,
+        &message_id_of(&fwd),
+    );
+    report(&server, &fwd.mail_from, &raw).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.sink.for_rcpt("bob@ext.test").is_empty());
+    let kinds = postern_tests::harness::activities(&server, &alias).await;
+    assert_eq!(
+        kinds,
+        vec!["forward", "auto-reply"],
+        "recorded, not passed on"
+    );
+}

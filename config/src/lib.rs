@@ -218,6 +218,13 @@ pub struct OutboundSettings {
     /// A smarthost; `None` delivers directly to each recipient's MX.
     pub relay: Option<RelayUrl>,
     pub connect_timeout: Duration,
+    /// Extra trust roots (PEM) beside the built-in ones, for MX hosts under MTA-STS and their
+    /// policy servers (a private CA, a test CA).
+    pub ca_file: Option<PathBuf>,
+    /// The SMTP port of MX hosts (25; other values are for test setups).
+    pub mx_port: u16,
+    /// The HTTPS port of MTA-STS policy servers (443; other values are for test setups).
+    pub mta_sts_port: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -527,9 +534,19 @@ impl Reader<'_> {
             },
             _ => None,
         };
+        let port = |r: &mut Self, key: &str, default: usize| {
+            let n = r.positive(key, default);
+            u16::try_from(n).unwrap_or_else(|_| {
+                r.error(key, &format!("`{n}` is not a port"));
+                u16::try_from(default).unwrap_or(25)
+            })
+        };
         let outbound = OutboundSettings {
             relay,
             connect_timeout: self.seconds("outbound.connect_timeout", 30),
+            ca_file: self.string("outbound.ca_file").map(PathBuf::from),
+            mx_port: port(self, "outbound.mx_port", 25),
+            mta_sts_port: port(self, "outbound.mta_sts_port", 443),
         };
         let queue = QueueSettings {
             retry_initial: self.seconds("queue.retry_initial", 60),

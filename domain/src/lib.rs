@@ -24,6 +24,7 @@ pub mod kek;
 pub mod limit;
 pub mod listing;
 pub mod message;
+pub mod mtasts;
 pub mod outbound;
 pub mod pipeline;
 pub mod quarantine;

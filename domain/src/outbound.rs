@@ -1,4 +1,5 @@
-//! The one outbound transport: a smarthost relay or direct delivery to the recipient's MX.
+//! The one outbound transport: a smarthost relay or direct delivery to the recipient's MX
+//! (under its MTA-STS policy, see [`crate::mtasts`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub enum Outbound {
         resolver: Arc<TokioResolver>,
         hostname: String,
         timeout: Duration,
+        port: u16,
+        mta_sts: Arc<crate::mtasts::MtaSts>,
+        /// `outbound.ca_file`'s certificates (PEM), trusted beside the built-in roots.
+        extra_roots: Arc<Vec<Vec<u8>>>,
     },
     /// Unit tests only: keeps what would have been sent.
     Capture(Arc<Mutex<Vec<Sent>>>),
@@ -70,12 +75,37 @@ impl Outbound {
                 Ok(Outbound::Relay(builder.build()))
             }
             None => {
-                let resolver = crate::dns::resolver(&settings.dns)
-                    .map_err(|e| SendError::Temporary(e.to_string()))?;
+                let resolver = Arc::new(
+                    crate::dns::resolver(&settings.dns)
+                        .map_err(|e| SendError::Temporary(e.to_string()))?,
+                );
+                let extra_roots = match &settings.outbound.ca_file {
+                    Some(path) => read_pem_certificates(path)?,
+                    None => Vec::new(),
+                };
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for pem in &extra_roots {
+                    for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+                        roots
+                            .add(cert)
+                            .map_err(|e| SendError::Permanent(format!("outbound.ca_file: {e}")))?;
+                    }
+                }
+                let mta_sts = crate::mtasts::MtaSts::new(
+                    Arc::clone(&resolver),
+                    roots,
+                    settings.outbound.mta_sts_port,
+                    timeout,
+                )
+                .map_err(SendError::Permanent)?;
                 Ok(Outbound::Direct {
-                    resolver: Arc::new(resolver),
+                    resolver,
                     hostname,
                     timeout,
+                    port: settings.outbound.mx_port,
+                    mta_sts: Arc::new(mta_sts),
+                    extra_roots: Arc::new(extra_roots),
                 })
             }
         }
@@ -101,7 +131,20 @@ impl Outbound {
                 resolver,
                 hostname,
                 timeout,
-            } => send_direct(resolver, hostname, *timeout, &envelope, rcpt, wire).await,
+                port,
+                mta_sts,
+                extra_roots,
+            } => {
+                let direct = Direct {
+                    resolver,
+                    hostname,
+                    timeout: *timeout,
+                    port: *port,
+                    mta_sts,
+                    extra_roots,
+                };
+                direct.send(&envelope, rcpt, wire).await
+            }
             Outbound::Capture(sent) => {
                 let mut sent = sent
                     .lock()
@@ -146,62 +189,146 @@ fn classify(e: lettre::transport::smtp::Error) -> SendError {
     }
 }
 
-async fn send_direct(
-    resolver: &TokioResolver,
-    hostname: &str,
-    timeout: Duration,
-    envelope: &Envelope,
-    rcpt: &str,
-    body: &[u8],
-) -> Result<(), SendError> {
-    let domain = rcpt.rsplit('@').next().unwrap_or_default();
-    let mut hosts: Vec<(u16, String)> = match resolver.mx_lookup(domain).await {
-        Ok(mx) => mx
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                hickory_resolver::proto::rr::RData::MX(mx) => Some((
-                    mx.preference,
-                    mx.exchange.to_utf8().trim_end_matches('.').to_string(),
-                )),
-                _ => None,
-            })
-            .collect(),
-        Err(e) if e.is_nx_domain() => {
-            return Err(SendError::Permanent(format!(
-                "the domain {domain} does not exist"
-            )));
-        }
-        Err(e) if e.is_no_records_found() => Vec::new(),
-        Err(e) => return Err(SendError::Temporary(format!("MX lookup for {domain}: {e}"))),
-    };
-    hosts.sort();
-    if hosts.is_empty() {
-        // RFC 5321 5.1: no MX means the domain itself is the mail host.
-        hosts.push((0, domain.to_string()));
-    }
-    if hosts.len() == 1 && (hosts[0].1.is_empty() || hosts[0].1 == ".") {
+/// Each certificate of a PEM file, as its own PEM block.
+fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<Vec<u8>>, SendError> {
+    let text = std::fs::read(path)
+        .map_err(|e| SendError::Permanent(format!("outbound.ca_file {}: {e}", path.display())))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut text.as_slice())
+        .flatten()
+        .map(|der| {
+            let b64 = data_encoding::BASE64.encode(der.as_ref());
+            let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(line));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+            pem.into_bytes()
+        })
+        .collect();
+    if certs.is_empty() {
         return Err(SendError::Permanent(format!(
-            "{domain} accepts no mail (null MX)"
+            "outbound.ca_file {}: no PEM certificate in it",
+            path.display()
         )));
     }
-    let mut last = SendError::Temporary(format!("no mail host for {domain}"));
-    for (_, host) in hosts {
-        let params = TlsParameters::builder(host.clone())
-            .dangerous_accept_invalid_certs(true)
-            .build()
-            .map_err(|e| SendError::Temporary(format!("TLS setup: {e}")))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
-            .port(25)
-            .hello_name(ClientId::Domain(hostname.to_string()))
-            .timeout(Some(timeout))
-            .tls(Tls::Opportunistic(params))
-            .build();
-        match transport.send_raw(envelope, body).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_permanent() => return Err(classify(e)),
-            Err(e) => last = classify(e),
+    Ok(certs)
+}
+
+/// Direct delivery to a recipient domain's MX hosts, under its MTA-STS policy.
+struct Direct<'a> {
+    resolver: &'a TokioResolver,
+    hostname: &'a str,
+    timeout: Duration,
+    port: u16,
+    mta_sts: &'a crate::mtasts::MtaSts,
+    extra_roots: &'a [Vec<u8>],
+}
+
+impl Direct<'_> {
+    async fn send(&self, envelope: &Envelope, rcpt: &str, body: &[u8]) -> Result<(), SendError> {
+        let domain = rcpt.rsplit('@').next().unwrap_or_default();
+        let mut hosts = self.mx_hosts(domain).await?;
+        // An `enforce` policy: only the MX hosts it names, over verified TLS, never in clear.
+        let enforce = self
+            .mta_sts
+            .policy(domain)
+            .await
+            .filter(|p| p.mode == crate::mtasts::Mode::Enforce);
+        if let Some(policy) = &enforce {
+            hosts.retain(|(_, host)| policy.allows(host));
+            if hosts.is_empty() {
+                return Err(SendError::Temporary(format!(
+                    "no MX host of {domain} is one its MTA-STS policy names"
+                )));
+            }
         }
+        let mut last = SendError::Temporary(format!("no mail host for {domain}"));
+        for (_, host) in hosts {
+            let ips = match self.resolver.lookup_ip(format!("{host}.")).await {
+                Ok(ips) => ips.iter().collect::<Vec<_>>(),
+                Err(e) => {
+                    last = SendError::Temporary(format!("{host}: {e}"));
+                    continue;
+                }
+            };
+            for ip in ips {
+                let tls = if enforce.is_some() {
+                    let mut params = TlsParameters::builder(host.clone());
+                    for pem in self.extra_roots {
+                        let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
+                            .map_err(|e| SendError::Temporary(format!("TLS setup: {e}")))?;
+                        params = params.add_root_certificate(cert);
+                    }
+                    let params = params
+                        .build()
+                        .map_err(|e| SendError::Temporary(format!("TLS setup: {e}")))?;
+                    Tls::Required(params)
+                } else {
+                    let params = TlsParameters::builder(host.clone())
+                        .dangerous_accept_invalid_certs(true)
+                        .dangerous_accept_invalid_hostnames(true)
+                        .build()
+                        .map_err(|e| SendError::Temporary(format!("TLS setup: {e}")))?;
+                    Tls::Opportunistic(params)
+                };
+                let transport =
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(ip.to_string())
+                        .port(self.port)
+                        .hello_name(ClientId::Domain(self.hostname.to_string()))
+                        .timeout(Some(self.timeout))
+                        .tls(tls)
+                        .build();
+                match transport.send_raw(envelope, body).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if e.is_permanent() => return Err(classify(e)),
+                    Err(e) => {
+                        let why = if enforce.is_some() {
+                            format!("{host} ({ip}), TLS required by MTA-STS: {e}")
+                        } else {
+                            format!("{host} ({ip}): {e}")
+                        };
+                        last = SendError::Temporary(why);
+                    }
+                }
+            }
+        }
+        Err(last)
     }
-    Err(last)
+
+    /// The domain's MX hosts by preference (the domain itself when it has none).
+    async fn mx_hosts(&self, domain: &str) -> Result<Vec<(u16, String)>, SendError> {
+        let mut hosts: Vec<(u16, String)> =
+            match self.resolver.mx_lookup(format!("{domain}.")).await {
+                Ok(mx) => mx
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        hickory_resolver::proto::rr::RData::MX(mx) => Some((
+                            mx.preference,
+                            mx.exchange.to_utf8().trim_end_matches('.').to_string(),
+                        )),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) if e.is_nx_domain() => {
+                    return Err(SendError::Permanent(format!(
+                        "the domain {domain} does not exist"
+                    )));
+                }
+                Err(e) if e.is_no_records_found() => Vec::new(),
+                Err(e) => return Err(SendError::Temporary(format!("MX lookup for {domain}: {e}"))),
+            };
+        hosts.sort();
+        if hosts.is_empty() {
+            // RFC 5321 5.1: no MX means the domain itself is the mail host.
+            hosts.push((0, domain.to_string()));
+        }
+        if hosts.len() == 1 && (hosts[0].1.is_empty() || hosts[0].1 == ".") {
+            return Err(SendError::Permanent(format!(
+                "{domain} accepts no mail (null MX)"
+            )));
+        }
+        Ok(hosts)
+    }
 }

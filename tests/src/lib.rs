@@ -6,4 +6,5 @@ pub mod dns;
 pub mod harness;
 pub mod http;
 pub mod sink;
+pub mod tls;
 pub mod verifier;

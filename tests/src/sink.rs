@@ -101,6 +101,11 @@ impl Sink {
             "sink.test",
         )
         .expect("sink certificate");
+        Self::start_with_tls(config).await
+    }
+
+    /// A sink that requires STARTTLS with `config`'s certificate.
+    pub async fn start_with_tls(config: std::sync::Arc<rustls::ServerConfig>) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         let mut sink = Sink {

@@ -11,6 +11,7 @@ mod forward;
 mod gateway;
 mod hardening;
 mod limits;
+mod mtasts;
 mod privacy;
 mod queue;
 mod reply;

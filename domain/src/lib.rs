@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod action;
 pub mod address;
 pub mod auth;
+pub mod banner;
 pub mod cache;
 pub mod context;
 pub mod db;

@@ -930,7 +930,12 @@ fn rewrite_forward_at(raw: &[u8], ctx: &ForwardContext, now: u64) -> Result<Vec<
     if !parts.fields.iter().any(|f| f.is("Date")) {
         out.extend(header_line("Date", &rfc5322_date(now)));
     }
-    Ok(finish(out, &parts))
+    let forward = finish(out, &parts);
+    if ctx.warning {
+        // The body says it too, where the reader looks (signed mail excepted).
+        return Ok(crate::banner::add(&forward));
+    }
+    Ok(forward)
 }
 
 /// Rewrites the owner's reply so that it goes out from the alias to the real contacts.

@@ -199,26 +199,7 @@ impl Scrubber {
     }
 
     fn multipart<'a>(&self, body: &'a [u8], boundary: &[u8], depth: usize) -> Cow<'a, [u8]> {
-        let mut delimiter = b"--".to_vec();
-        delimiter.extend_from_slice(boundary);
-        // Offsets of each delimiter line's start and the end of that line.
-        let mut lines = Vec::new();
-        let mut pos = 0;
-        while pos < body.len() {
-            let end = body
-                .get(pos..)
-                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-                .map_or(body.len(), |i| pos + i + 1);
-            let line = body.get(pos..end).unwrap_or_default();
-            if line.starts_with(&delimiter) {
-                lines.push((pos, end));
-                let rest = line.get(delimiter.len()..).unwrap_or_default();
-                if rest.starts_with(b"--") {
-                    break;
-                }
-            }
-            pos = end;
-        }
+        let lines = delimiter_lines(body, boundary);
         if lines.is_empty() {
             return self.text(body).map_or(Cow::Borrowed(body), Cow::Owned);
         }
@@ -264,6 +245,31 @@ impl Scrubber {
     }
 }
 
+/// The delimiter lines of a multipart body: each one's start and the end of its line, up to
+/// and including the closing one.
+pub(crate) fn delimiter_lines(body: &[u8], boundary: &[u8]) -> Vec<(usize, usize)> {
+    let mut delimiter = b"--".to_vec();
+    delimiter.extend_from_slice(boundary);
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body
+            .get(pos..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .map_or(body.len(), |i| pos + i + 1);
+        let line = body.get(pos..end).unwrap_or_default();
+        if line.starts_with(&delimiter) {
+            lines.push((pos, end));
+            let rest = line.get(delimiter.len()..).unwrap_or_default();
+            if rest.starts_with(b"--") {
+                break;
+            }
+        }
+        pos = end;
+    }
+    lines
+}
+
 /// Whether `bytes[start..end]` is a whole address: not the tail of a longer local part, nor
 /// the head of a longer domain.
 fn standalone(bytes: &[u8], start: usize, end: usize) -> bool {
@@ -302,7 +308,7 @@ fn encoded_word_end(field: &[u8], start: usize) -> Option<usize> {
 }
 
 /// Header section (with its last line break), the empty separator line, and the body.
-fn split_entity(raw: &[u8]) -> (&[u8], &[u8], &[u8]) {
+pub(crate) fn split_entity(raw: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut pos = 0;
     while pos < raw.len() {
         let end = raw
@@ -323,7 +329,7 @@ fn split_entity(raw: &[u8]) -> (&[u8], &[u8], &[u8]) {
 }
 
 /// Each header field with its folded continuation lines and line break.
-fn fields(head: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn fields(head: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<(usize, usize)> = Vec::new();
     let mut pos = 0;
     while pos < head.len() {
@@ -343,12 +349,12 @@ fn fields(head: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
-fn field_name(field: &[u8]) -> &[u8] {
+pub(crate) fn field_name(field: &[u8]) -> &[u8] {
     let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
     trim_ascii(field.get(..colon).unwrap_or_default())
 }
 
-fn field_value(field: &[u8]) -> &[u8] {
+pub(crate) fn field_value(field: &[u8]) -> &[u8] {
     match field.iter().position(|&b| b == b':') {
         Some(colon) => strip_eol(field.get(colon + 1..).unwrap_or_default()).0,
         None => b"",
@@ -359,7 +365,7 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
     b.trim_ascii()
 }
 
-fn strip_eol(b: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn strip_eol(b: &[u8]) -> (&[u8], &[u8]) {
     if b.ends_with(b"\r\n") {
         b.split_at(b.len() - 2)
     } else if b.ends_with(b"\n") {
@@ -390,13 +396,13 @@ fn decode_words(value: &[u8]) -> Option<String> {
     }
 }
 
-struct ContentType {
-    kind: String,
-    subtype: String,
-    boundary: Option<String>,
+pub(crate) struct ContentType {
+    pub(crate) kind: String,
+    pub(crate) subtype: String,
+    pub(crate) boundary: Option<String>,
 }
 
-fn parse_content_type(value: &[u8]) -> Option<ContentType> {
+pub(crate) fn parse_content_type(value: &[u8]) -> Option<ContentType> {
     let mut buf = b"Content-Type:".to_vec();
     buf.extend_from_slice(value);
     buf.extend_from_slice(b"\r\n\r\n");
@@ -412,7 +418,7 @@ fn parse_content_type(value: &[u8]) -> Option<ContentType> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     /// 7bit, 8bit, binary, or unknown: the bytes are the content.
     Identity,
     Base64,
@@ -420,7 +426,7 @@ enum Encoding {
 }
 
 impl Encoding {
-    fn of(value: &[u8]) -> Self {
+    pub(crate) fn of(value: &[u8]) -> Self {
         let v = trim_ascii(value);
         if v.eq_ignore_ascii_case(b"base64") {
             Self::Base64
@@ -431,7 +437,7 @@ impl Encoding {
         }
     }
 
-    fn decode<'a>(self, body: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    pub(crate) fn decode<'a>(self, body: &'a [u8]) -> Option<Cow<'a, [u8]>> {
         match self {
             Self::Identity => Some(Cow::Borrowed(body)),
             Self::Base64 => {
@@ -446,7 +452,7 @@ impl Encoding {
         }
     }
 
-    fn encode(self, content: &[u8]) -> Vec<u8> {
+    pub(crate) fn encode(self, content: &[u8]) -> Vec<u8> {
         match self {
             Self::Identity => content.to_vec(),
             Self::Base64 => {

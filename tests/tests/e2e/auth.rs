@@ -151,6 +151,13 @@ async fn dmarc_reject_quarantine_and_pass() {
         Some("[Unverified sender] invoice")
     );
     assert!(got[0].header("X-Postern-Warning").is_some());
+    assert!(
+        got[0]
+            .text()
+            .contains("\r\n\r\nWARNING: this message failed its sender's DMARC check"),
+        "the banner is in the body: {}",
+        got[0].text()
+    );
     let v = verdict(&server, 1).await;
     assert!(
         v.contains("dmarc=fail") && v.contains("policy.dmarc=quarantine"),
@@ -532,4 +539,53 @@ async fn the_quarantine_holds_lists_releases_and_deletes() {
     assert_eq!(r.json["quarantine"], serde_json::json!([]));
     let activities = postern_tests::harness::activities(&server, "held@alias.test").await;
     assert_eq!(activities, vec!["quarantined", "quarantined"]);
+}
+
+#[tokio::test]
+async fn a_warned_message_shows_the_banner_in_text_and_html_unless_it_is_signed() {
+    let server = server().await;
+    server
+        .dns
+        .txt("quarantine.test", "v=spf1 ip4:192.0.2.1 -all");
+    server
+        .dns
+        .txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine");
+    let alternative = format!(
+        "From: <ceo@quarantine.test>\r\nTo: {ALIAS}\r\nSubject: both\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         Pay the invoice=21\r\n--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <html><body><p>Pay the invoice!</p></body></html>\r\n--b--\r\n"
+    );
+    let r = send(&server, "x@quarantine.test", alternative.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let signed = format!(
+        "From: <ceo@quarantine.test>\r\nTo: {ALIAS}\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=s\r\n\r\n\
+         --s\r\nContent-Type: text/plain\r\n\r\nsigned words\r\n--s\r\n\
+         Content-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\nxx\r\n-----END PGP SIGNATURE-----\r\n--s--\r\n"
+    );
+    let r = send(&server, "x@quarantine.test", signed.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(2, WAIT).await;
+    let both = got
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("[Unverified sender] both"))
+        .expect("the alternative one");
+    let text = both.text();
+    assert!(
+        text.contains("\r\n\r\nWARNING: this message failed its sender's DMARC check"),
+        "{text}"
+    );
+    assert!(text.contains("<html><body><div style="), "{text}");
+    assert!(
+        text.contains("\r\n\r\nPay the invoice!\r\n--b"),
+        "re-encoded: {text}"
+    );
+    let signed = got
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some("[Unverified sender] signed"))
+        .expect("the signed one: the subject prefix only");
+    assert!(!signed.text().contains("WARNING: this message failed"));
+    assert!(signed.text().contains("\r\n\r\nsigned words\r\n"));
 }

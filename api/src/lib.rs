@@ -1,6 +1,7 @@
 //! The HTTP side: the SimpleLogin-compatible REST API under `/api` and the health endpoint.
 
 pub(crate) mod addy;
+mod authorized;
 mod bounds;
 mod error;
 mod extract;
@@ -88,6 +89,14 @@ pub fn router(state: AppState) -> Router {
         .allow_methods(Any)
         .allow_headers(Any);
     let api = simplelogin::routes()
+        .route(
+            "/mailboxes/{id}/authorized_addresses",
+            get(authorized::list).post(authorized::add),
+        )
+        .route(
+            "/mailboxes/{id}/authorized_addresses/{address_id}",
+            axum::routing::delete(authorized::remove),
+        )
         .route("/bounces", get(notifications::bounces))
         .route("/bounces/{id}/message", get(notifications::refused_message))
         .route("/quarantine", get(quarantine::list))

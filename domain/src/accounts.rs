@@ -293,6 +293,90 @@ pub async fn verify_mailbox(
     Ok(active.update(db).await?)
 }
 
+/// The addresses the given mailboxes authorised to send as them: `(address, mailbox id)`.
+pub async fn authorized_addresses(
+    db: &impl ConnectionTrait,
+    mailbox_ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<(String, i64)>> {
+    use postern_entity::authorized_address;
+    let ids: Vec<i64> = mailbox_ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(authorized_address::Entity::find()
+        .filter(authorized_address::Column::MailboxId.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.email, a.mailbox_id))
+        .collect())
+}
+
+/// The addresses one of the user's mailboxes authorised.
+pub async fn list_authorized(
+    db: &impl ConnectionTrait,
+    m: &mailbox::Model,
+) -> Result<Vec<postern_entity::authorized_address::Model>> {
+    use postern_entity::authorized_address;
+    Ok(authorized_address::Entity::find()
+        .filter(authorized_address::Column::MailboxId.eq(m.id))
+        .order_by_asc(authorized_address::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// Lets `email` send as mailbox `m` through reverse aliases. Not one of our own addresses.
+pub async fn authorize_address(
+    db: &impl ConnectionTrait,
+    settings: &Settings,
+    m: &mailbox::Model,
+    email: &EmailAddress,
+) -> Result<postern_entity::authorized_address::Model> {
+    use postern_entity::authorized_address;
+    if is_our_domain(settings, email.domain()) {
+        return Err(DomainError::Invalid(
+            "an address on this server's own domains cannot be authorised".into(),
+        ));
+    }
+    let existing = list_authorized(db, m).await?;
+    if let Some(a) = existing.iter().find(|a| a.email == email.as_str()) {
+        return Ok(a.clone());
+    }
+    if existing.len() >= 20 {
+        return Err(DomainError::Invalid(
+            "a mailbox may authorise at most 20 addresses".into(),
+        ));
+    }
+    let row = authorized_address::ActiveModel {
+        user_id: Set(m.user_id),
+        mailbox_id: Set(m.id),
+        email: Set(email.as_str().to_string()),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let saved = authorized_address::Entity::insert(row)
+        .exec_with_returning(db)
+        .await?;
+    crate::cache::invalidate();
+    Ok(saved)
+}
+
+/// Removes one of mailbox `m`'s authorised addresses; false when it has no such one.
+pub async fn unauthorize_address(
+    db: &impl ConnectionTrait,
+    m: &mailbox::Model,
+    id: i64,
+) -> Result<bool> {
+    use postern_entity::authorized_address;
+    let done = authorized_address::Entity::delete_many()
+        .filter(authorized_address::Column::Id.eq(id))
+        .filter(authorized_address::Column::MailboxId.eq(m.id))
+        .exec(db)
+        .await?;
+    crate::cache::invalidate();
+    Ok(done.rows_affected == 1)
+}
+
 /// Stops or resumes forwarding to a mailbox (bounces stop it; the owner resumes it).
 pub async fn set_mailbox_disabled(
     db: &impl ConnectionTrait,
@@ -394,6 +478,10 @@ pub async fn delete_mailbox(
             None => {}
         }
     }
+    postern_entity::authorized_address::Entity::delete_many()
+        .filter(postern_entity::authorized_address::Column::MailboxId.eq(m.id))
+        .exec(db)
+        .await?;
     mailbox::Entity::delete_by_id(m.id).exec(db).await?;
     Ok(())
 }

@@ -476,6 +476,10 @@ pub async fn delete_account(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         .filter(activity::Column::UserId.eq(user_id))
         .exec(db)
         .await?;
+    postern_entity::authorized_address::Entity::delete_many()
+        .filter(postern_entity::authorized_address::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
     mailbox::Entity::delete_many()
         .filter(mailbox::Column::UserId.eq(user_id))
         .exec(db)

@@ -36,6 +36,8 @@ pub struct Route {
     pub alias: alias::Model,
     /// Its verified mailboxes.
     pub mailboxes: Vec<mailbox::Model>,
+    /// `(address, mailbox id)`: addresses allowed to send as one of those mailboxes.
+    pub authorized: Vec<(String, i64)>,
     pub sender_format: SenderFormat,
     /// The owner answers blocked senders with `550 5.1.1` rather than a silent `250`.
     pub refuse_blocked: bool,
@@ -48,6 +50,16 @@ impl Route {
     pub fn mailbox(&self, address: &str) -> Option<&mailbox::Model> {
         let address = address.to_lowercase();
         self.mailboxes.iter().find(|m| m.email == address)
+    }
+
+    /// The mailbox `address` may send as through a reverse alias: the mailbox itself, or one
+    /// it authorised.
+    pub fn sender_mailbox(&self, address: &str) -> Option<&mailbox::Model> {
+        self.mailbox(address).or_else(|| {
+            let address = address.to_lowercase();
+            let (_, id) = self.authorized.iter().find(|(a, _)| *a == address)?;
+            self.mailboxes.iter().find(|m| m.id == *id)
+        })
     }
 
     /// The mailboxes forwards go to: verified, and not disabled by bounces (a disabled

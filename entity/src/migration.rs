@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_worker::Migration),
             Box::new(m20261206_000014_dkim_rotation::Migration),
             Box::new(m20261206_000015_alias_trash::Migration),
+            Box::new(m20261206_000016_authorized_addresses::Migration),
         ]
     }
 }
@@ -1198,6 +1199,59 @@ mod m20261206_000015_alias_trash {
                 Table::alter()
                     .table("aliases")
                     .drop_column("deleted_at")
+                    .to_owned(),
+            )
+            .await
+        }
+    }
+}
+
+/// Addresses allowed to send as one of a user's mailboxes through reverse aliases.
+mod m20261206_000016_authorized_addresses {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261206_000016_authorized_addresses"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.create_table(
+                Table::create()
+                    .table("authorized_addresses")
+                    .if_not_exists()
+                    .col(big_pk_auto("id"))
+                    .col(big_integer("user_id"))
+                    .col(big_integer("mailbox_id"))
+                    .col(string("email"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .to_owned(),
+            )
+            .await?;
+            m.create_index(
+                Index::create()
+                    .name("idx_authorized_addresses_mailbox_email")
+                    .table("authorized_addresses")
+                    .col("mailbox_id")
+                    .col("email")
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.drop_table(
+                Table::drop()
+                    .table("authorized_addresses")
+                    .if_exists()
                     .to_owned(),
             )
             .await

@@ -64,7 +64,8 @@ impl BlockReason {
 /// Why a message through a reverse alias is not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefuseReason {
-    /// The envelope sender is not one of the alias's mailboxes.
+    /// The envelope sender is neither one of the alias's mailboxes nor an address one of
+    /// them authorised.
     Unauthorised,
     /// The envelope sender is a mailbox of the alias, but the message does not
     /// authenticate for its domain (no SPF pass, no aligned DKIM pass): possibly forged.
@@ -132,14 +133,15 @@ pub fn decide_reply(
     known: &HashMap<String, Arc<contact::Model>>,
     authenticates: impl Fn(&str) -> bool,
 ) -> Decision {
-    let Some(mailbox) = route.mailbox(&envelope.mail_from).cloned() else {
+    let Some(mailbox) = route.sender_mailbox(&envelope.mail_from).cloned() else {
         return Decision::RefuseReply {
             route,
             mailbox: None,
             reason: RefuseReason::Unauthorised,
         };
     };
-    let domain = mailbox.email.rsplit_once('@').map_or("", |(_, d)| d);
+    // The sender must prove the address it sends from: the mailbox's, or an authorised one's.
+    let domain = envelope.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
     if !authenticates(domain) {
         return Decision::RefuseReply {
             route,

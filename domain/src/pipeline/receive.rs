@@ -240,7 +240,7 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
             let domain = envelope.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
             let unsure = checks.spf == authenticate::Outcome::TempError
                 || checks.dkim == authenticate::Outcome::TempError;
-            if route.mailbox(&envelope.mail_from).is_some()
+            if route.sender_mailbox(&envelope.mail_from).is_some()
                 && !checks.authenticates(domain)
                 && unsure
             {

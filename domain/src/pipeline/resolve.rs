@@ -109,11 +109,12 @@ pub async fn route_by_id(ctx: &Context, id: i64) -> Result<Option<Arc<Route>>> {
 
 async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
     let db = ctx.db();
-    let mailboxes = accounts::alias_mailboxes(db, alias.id)
+    let mailboxes: Vec<postern_entity::mailbox::Model> = accounts::alias_mailboxes(db, alias.id)
         .await?
         .into_iter()
         .filter(|m| m.verified)
         .collect();
+    let authorized = accounts::authorized_addresses(db, mailboxes.iter().map(|m| m.id)).await?;
     let owner = user::Entity::find_by_id(alias.user_id).one(db).await?;
     let sender_format = owner
         .as_ref()
@@ -127,6 +128,7 @@ async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
     let route = Arc::new(Route {
         alias,
         mailboxes,
+        authorized,
         sender_format,
         refuse_blocked,
         hold_quarantined,

@@ -4,6 +4,7 @@ pub mod alias;
 pub mod alias_mailbox;
 pub mod api_key;
 pub mod auth_attempt;
+pub mod authorized_address;
 pub mod bounce;
 pub mod contact;
 pub mod deleted_alias;

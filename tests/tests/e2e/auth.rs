@@ -589,3 +589,117 @@ async fn a_warned_message_shows_the_banner_in_text_and_html_unless_it_is_signed(
     assert!(!signed.text().contains("WARNING: this message failed"));
     assert!(signed.text().contains("\r\n\r\nsigned words\r\n"));
 }
+
+#[tokio::test]
+async fn an_authorised_address_may_reply_once_the_owner_allows_it_with_sudo() {
+    let server = server().await;
+    // work.test is a domain the test DNS gives an SPF pass for loopback.
+    server.dns.txt("ext.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "bob@ext.test",
+        mail("bob@ext.test", "question").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let reverse = crate::reverse_alias_of(&got[0].header("From").expect("From"));
+    let reply = |from: &'static str, subject: &'static str| {
+        let reverse = reverse.clone();
+        let smtp = server.smtp();
+        async move {
+            let raw = format!(
+                "From: Me <{from}>\r\nTo: {reverse}\r\nSubject: {subject}\r\n\
+                 Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@work.test>\r\n\r\n\
+                 Sent from {from}\r\n"
+            );
+            client::send(smtp, from, &[&reverse], raw.as_bytes()).await
+        }
+    };
+    // Not authorised yet: answered like any reply, and not sent.
+    assert!(reply("me@work.test", "early").await.starts_with("250"));
+    // Authorising takes sudo.
+    let owner_key = {
+        use postern_domain::accounts;
+        let db = server.running().ctx.db();
+        let user = accounts::require_user(db, "me@real.test")
+            .await
+            .expect("user");
+        accounts::create_api_key(db, user.id, "test")
+            .await
+            .expect("key")
+    };
+    server
+        .set_password("me@real.test", "a long passphrase")
+        .await;
+    let boxes =
+        postern_tests::http::call(&server, "GET", "/api/v2/mailboxes", Some(&owner_key), None)
+            .await;
+    let mailbox_id = boxes.json["mailboxes"][0]["id"].clone();
+    let path = format!("/api/mailboxes/{mailbox_id}/authorized_addresses");
+    let body = serde_json::json!({"email": "Me@Work.test"});
+    let r = postern_tests::http::call(&server, "POST", &path, Some(&owner_key), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 440, "{}", r.body);
+    let r = postern_tests::http::call(
+        &server,
+        "PATCH",
+        "/api/sudo",
+        Some(&owner_key),
+        Some(serde_json::json!({"password": "a long passphrase"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = postern_tests::http::call(&server, "POST", &path, Some(&owner_key), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json["email"], "me@work.test");
+    let listed = postern_tests::http::call(&server, "GET", &path, Some(&owner_key), None).await;
+    assert_eq!(
+        listed.json["authorized_addresses"][0]["email"],
+        "me@work.test"
+    );
+    // Our own domains cannot be authorised.
+    let r = postern_tests::http::call(
+        &server,
+        "POST",
+        &path,
+        Some(&owner_key),
+        Some(serde_json::json!({"email": "x@alias.test"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Now a reply from it goes out, from the alias, its address scrubbed.
+    assert!(reply("me@work.test", "authorised").await.starts_with("250"));
+    let to_bob = |subject: &str| {
+        server.sink.received().into_iter().find(|m| {
+            m.rcpts == ["bob@ext.test"] && m.header("Subject").as_deref() == Some(subject)
+        })
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while to_bob("authorised").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reply never went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let sent = to_bob("authorised").expect("sent");
+    assert!(sent.header("From").is_some_and(|f| f.contains(ALIAS)));
+    assert!(!sent.text().contains("me@work.test"), "{}", sent.text());
+    assert!(to_bob("early").is_none(), "the unauthorised one never went");
+    // Removed: refused again.
+    let id = listed.json["authorized_addresses"][0]["id"].clone();
+    let r = postern_tests::http::call(
+        &server,
+        "DELETE",
+        &format!("{path}/{id}"),
+        Some(&owner_key),
+        None,
+    )
+    .await;
+    assert_eq!(r.json, serde_json::json!({"deleted": true}), "{}", r.body);
+    assert!(reply("me@work.test", "late").await.starts_with("250"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(to_bob("late").is_none());
+}

@@ -93,6 +93,7 @@ struct Inner {
     key_uses: crate::accounts::KeyUses,
     limits: crate::limit::RateLimiter,
     authenticator: Arc<mail_auth::MessageAuthenticator>,
+    auth_caches: crate::dns::AuthCaches,
     stopping: watch::Sender<bool>,
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
@@ -144,6 +145,7 @@ impl Context {
                 key_uses: Default::default(),
                 limits: Default::default(),
                 authenticator,
+                auth_caches: Default::default(),
                 stopping: watch::channel(false).0,
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
@@ -184,6 +186,11 @@ impl Context {
     }
 
     /// The SPF, DKIM, DMARC and ARC checker, on the shared caching resolver.
+    /// Parsed DNS answers of the sender checks (SPF, DKIM keys, DMARC), kept for their TTL.
+    pub fn auth_caches(&self) -> &crate::dns::AuthCaches {
+        &self.inner.auth_caches
+    }
+
     pub fn authenticator(&self) -> &mail_auth::MessageAuthenticator {
         &self.inner.authenticator
     }

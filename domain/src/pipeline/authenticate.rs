@@ -191,8 +191,21 @@ struct Verified<'x> {
 
 /// SPF, DKIM, ARC and DMARC of `message` from `client`, and the results header built of them.
 /// Without a client (a message stored before clients were recorded) SPF is `none`.
+/// `params` with the process's caches of parsed DNS answers.
+macro_rules! cached {
+    ($caches:expr, $params:expr) => {
+        mail_auth::Parameters::new($params)
+            .with_txt_cache(&$caches.txt)
+            .with_mx_cache(&$caches.mx)
+            .with_ipv4_cache(&$caches.ipv4)
+            .with_ipv6_cache(&$caches.ipv6)
+            .with_ptr_cache(&$caches.ptr)
+    };
+}
+
 async fn verify<'x>(
     auth: &mail_auth::MessageAuthenticator,
+    caches: &'x crate::dns::AuthCaches,
     hostname: &'x str,
     message: &'x AuthenticatedMessage<'x>,
     client: Option<&Client<'_>>,
@@ -200,24 +213,28 @@ async fn verify<'x>(
 ) -> Verified<'x> {
     let spf = match client {
         Some(c) if c.mail_from.is_empty() => {
-            auth.verify_spf(SpfParameters::verify_ehlo(c.ip, c.helo, hostname))
-                .await
+            auth.verify_spf(cached!(
+                caches,
+                SpfParameters::verify_ehlo(c.ip, c.helo, hostname)
+            ))
+            .await
         }
         Some(c) => {
-            auth.verify_spf(SpfParameters::verify_mail_from(
-                c.ip,
-                c.helo,
-                hostname,
-                c.mail_from,
+            auth.verify_spf(cached!(
+                caches,
+                SpfParameters::verify_mail_from(c.ip, c.helo, hostname, c.mail_from)
             ))
             .await
         }
         None => mail_auth::SpfOutput::new(mail_from_domain.to_string()),
     };
-    let dkim = auth.verify_dkim(message).await;
-    let arc = auth.verify_arc(message).await;
+    let dkim = auth.verify_dkim(cached!(caches, message)).await;
+    let arc = auth.verify_arc(cached!(caches, message)).await;
     let dmarc = auth
-        .verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf))
+        .verify_dmarc(cached!(
+            caches,
+            DmarcParameters::new(message, &dkim, mail_from_domain, &spf)
+        ))
         .await;
     let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip);
     let mut results = AuthenticationResults::new(hostname);
@@ -266,6 +283,7 @@ pub fn seal(
     let from_domain = client.map(mail_from_domain).unwrap_or_default();
     let verified = runtime.block_on(verify(
         ctx.authenticator(),
+        ctx.auth_caches(),
         hostname,
         &message,
         client,
@@ -292,13 +310,12 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
     let Some(message) = AuthenticatedMessage::parse(raw) else {
         // Nothing mail-auth can read as a message (the repair stage makes one of it): no
         // signature can be checked, and there is no From domain for DMARC.
+        let caches = ctx.auth_caches();
         let spf = ctx
             .authenticator()
-            .verify_spf(SpfParameters::verify_mail_from(
-                client.ip,
-                helo,
-                hostname,
-                client.mail_from,
+            .verify_spf(cached!(
+                caches,
+                SpfParameters::verify_mail_from(client.ip, helo, hostname, client.mail_from)
             ))
             .await;
         let results = AuthenticationResults::new(hostname).with_spf_mailfrom_result(
@@ -326,6 +343,7 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
         results,
     } = verify(
         ctx.authenticator(),
+        ctx.auth_caches(),
         hostname,
         &message,
         Some(&client),

@@ -211,6 +211,9 @@ pub struct MailSettings {
     /// Where mail to `postmaster@` and `abuse@` our domains goes (RFC 5321 4.5.1), unless an
     /// alias with that address exists. `None` refuses it like any unknown address.
     pub postmaster: Option<String>,
+    /// The hosts our domains' MX records may point to (the DNS check's expectation); default
+    /// `hostname` alone. List a separate inbound MX or filter here.
+    pub mx_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -524,6 +527,20 @@ impl Reader<'_> {
         {
             self.error("mail.postmaster", &format!("`{p}` is not an email address"));
         }
+        let mut mx_hosts: Vec<String> = self
+            .list("mail.mx_hosts")
+            .into_iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for h in &mx_hosts {
+            if !is_domain(h) {
+                self.error("mail.mx_hosts", &format!("`{h}` is not a host name"));
+            }
+        }
+        if mx_hosts.is_empty() {
+            mx_hosts.push(hostname.to_ascii_lowercase());
+        }
         let relay = match self.string("outbound.relay") {
             Some(s) if !s.is_empty() => match parse_relay(&s) {
                 Ok(r) => Some(r),
@@ -650,6 +667,7 @@ impl Reader<'_> {
                 reply_domain,
                 hostname,
                 postmaster,
+                mx_hosts,
             },
             outbound,
             queue,

@@ -58,7 +58,8 @@ async fn txt(resolver: &TokioResolver, name: &str) -> Vec<String> {
 pub async fn check(ctx: &Context, domain: &str) -> Result<DomainReport> {
     let settings = ctx.settings();
     let resolver = crate::dns::resolver(&settings.dns)?;
-    let host = settings.mail.hostname.to_ascii_lowercase();
+    let hosts = &settings.mail.mx_hosts;
+    let host = hosts.join(" or ");
     let mut findings = Vec::new();
     let mut ok = true;
     let mut bad = |line: String, findings: &mut Vec<String>| {
@@ -81,16 +82,25 @@ pub async fn check(ctx: &Context, domain: &str) -> Result<DomainReport> {
             .collect(),
         Err(_) => Vec::new(),
     };
-    if mx.contains(&host) {
-        findings.push(format!("ok: MX {host}"));
-    } else if mx.is_empty() {
+    let foreign: Vec<&str> = mx
+        .iter()
+        .filter(|h| !hosts.contains(h))
+        .map(String::as_str)
+        .collect();
+    if mx.is_empty() {
         bad(
             format!("missing: MX record pointing to {host}"),
             &mut findings,
         );
+    } else if foreign.is_empty() {
+        findings.push(format!("ok: MX {}", mx.join(", ")));
     } else {
+        // A host we do not run would receive (some of) the domain's mail.
         bad(
-            format!("wrong: MX points to {} instead of {host}", mx.join(", ")),
+            format!(
+                "wrong: MX points to {} instead of {host} (list it in mail.mx_hosts if it is yours)",
+                foreign.join(", ")
+            ),
             &mut findings,
         );
     }
@@ -101,7 +111,10 @@ pub async fn check(ctx: &Context, domain: &str) -> Result<DomainReport> {
     {
         Some(spf) => findings.push(format!("ok: SPF {spf}")),
         None => bad(
-            format!("missing: SPF record (TXT \"v=spf1 mx a:{host} ~all\")"),
+            format!(
+                "missing: SPF record (TXT \"v=spf1 mx a:{} ~all\")",
+                settings.mail.hostname
+            ),
             &mut findings,
         ),
     }

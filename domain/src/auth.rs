@@ -480,6 +480,20 @@ pub async fn delete_account(db: &impl ConnectionTrait, user_id: i64) -> Result<(
         .filter(postern_entity::authorized_address::Column::UserId.eq(user_id))
         .exec(db)
         .await?;
+    // What Postern kept about their mail: notifications, bounces with the refused messages,
+    // held messages (the stored messages go with the next retention pass).
+    postern_entity::notification::Entity::delete_many()
+        .filter(postern_entity::notification::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    postern_entity::bounce::Entity::delete_many()
+        .filter(postern_entity::bounce::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    postern_entity::quarantine::Entity::delete_many()
+        .filter(postern_entity::quarantine::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
     mailbox::Entity::delete_many()
         .filter(mailbox::Column::UserId.eq(user_id))
         .exec(db)

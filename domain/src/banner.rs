@@ -47,7 +47,17 @@ fn signed_or_encrypted(raw: &[u8]) -> bool {
                 )
         )
     });
-    signed_type || body.windows(14).any(|w| w == b"-----BEGIN PGP")
+    // Inline PGP: the body itself begins with the armour (not a quote of it further down).
+    let inline_pgp = {
+        let start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(0);
+        let rest = body.get(start..).unwrap_or_default();
+        rest.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+            || rest.starts_with(b"-----BEGIN PGP MESSAGE-----")
+    };
+    signed_type || inline_pgp
 }
 
 fn entity<'a>(raw: &'a [u8], state: &mut Added, depth: usize) -> Cow<'a, [u8]> {
@@ -206,6 +216,12 @@ Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text
         ] {
             assert_eq!(add(raw), raw.to_vec());
         }
+    }
+
+    #[test]
+    fn a_quoted_signature_further_down_does_not_hide_the_banner() {
+        let raw = b"Content-Type: text/plain\r\n\r\nPay now.\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nfake\r\n";
+        assert!(has(&add(raw), "WARNING: this message failed"));
     }
 
     #[test]

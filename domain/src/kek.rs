@@ -143,29 +143,37 @@ fn read(path: &Path) -> Result<Kek> {
     Kek::parse(&text).map_err(|e| DomainError::Invalid(format!("{}: {e}", path.display())))
 }
 
-/// A fresh key in a new file only its owner may read.
+/// A fresh key in a new file only its owner may read. Written whole to a private temporary
+/// file and then linked into place, which fails if another process got there first: then its
+/// key is the one, and is read back.
 fn create(path: &Path) -> Result<Kek> {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
     let text = format!("{}\n", BASE64.encode(&key));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(path)?.write_all(text.as_bytes())
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
     };
-    write().map_err(|e| {
-        DomainError::Invalid(format!(
+    let created = write().and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match created {
+        Ok(()) => Kek::from_bytes(&key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+        Err(e) => Err(DomainError::Invalid(format!(
             "cannot create the key-encryption key {}: {e}",
             path.display()
-        ))
-    })?;
-    Kek::from_bytes(&key)
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -101,9 +101,16 @@ impl Policy {
 
 struct Cached {
     id: String,
-    policy: Policy,
+    /// `None`: the last fetch failed (remembered briefly, so a policy host that never
+    /// answers does not cost a timeout on every attempt).
+    policy: Option<Policy>,
     until: Instant,
 }
+
+/// How long a failed fetch is remembered.
+const FAILED_FOR: Duration = Duration::from_secs(300);
+/// Domains whose policies are cached at most.
+const CACHE_MAX: usize = 10_000;
 
 /// Looks up, fetches and caches policies.
 pub struct MtaSts {
@@ -148,34 +155,43 @@ impl MtaSts {
         };
         let Some(id) = self.record_id(&domain).await else {
             // No record (or no answer): a policy still in its max_age holds.
-            return cached.map(|(_, p)| p);
+            return cached.and_then(|(_, p)| p);
         };
         if let Some((cached_id, policy)) = &cached
             && *cached_id == id
         {
-            return Some(policy.clone());
+            return policy.clone();
         }
-        match self.fetch(&domain).await {
-            Ok(policy) => {
-                let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-                if cache.len() > 10_000 {
-                    cache.retain(|_, c| c.until > Instant::now());
-                }
-                cache.insert(
-                    domain,
-                    Cached {
-                        id,
-                        policy: policy.clone(),
-                        until: Instant::now() + Duration::from_secs(policy.max_age),
-                    },
-                );
-                Some(policy)
+        let fetched = self.fetch(&domain).await;
+        if let Err(e) = &fetched {
+            tracing::info!(%domain, error = %e, "MTA-STS policy fetch failed");
+        }
+        // A failed fetch keeps a policy still in its max_age (an attacker who blocks the
+        // fetch gains nothing), and is itself remembered for a few minutes.
+        let (kept, until) = match (fetched.ok(), cached.and_then(|(_, p)| p)) {
+            (Some(p), _) => {
+                let until = Instant::now() + Duration::from_secs(p.max_age);
+                (Some(p), until)
             }
-            Err(e) => {
-                tracing::info!(%domain, error = %e, "MTA-STS policy fetch failed");
-                cached.map(|(_, p)| p)
+            (None, Some(old)) => (Some(old), Instant::now() + FAILED_FOR),
+            (None, None) => (None, Instant::now() + FAILED_FOR),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, c| c.until > Instant::now());
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
             }
         }
+        cache.insert(
+            domain,
+            Cached {
+                id,
+                policy: kept.clone(),
+                until,
+            },
+        );
+        kept
     }
 
     /// The `id` of the `_mta-sts.<domain>` record.

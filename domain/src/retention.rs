@@ -57,22 +57,29 @@ fn ago(d: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(3650))
 }
 
-/// Prunes everything past its retention, in one write transaction.
+/// Prunes everything past its retention, a few short write transactions in turn (each
+/// consistent on its own) rather than one long one that would hold up incoming mail.
 pub async fn prune(ctx: &Context) -> Result<Pruned> {
     let settings = ctx.settings().clone();
-    let txn = crate::db::begin_write(ctx.db()).await?;
     let mut done = Pruned::default();
     let r = &settings.retention;
 
     let trashed = alias::Entity::find()
         .filter(alias::Column::DeletedAt.lt(ago(r.trash)))
-        .all(&txn)
+        .all(ctx.db())
         .await?;
     for a in trashed {
+        let txn = crate::db::begin_write(ctx.db()).await?;
         crate::accounts::purge_alias(&txn, a).await?;
+        txn.commit().await?;
         done.trashed_aliases += 1;
     }
+    // The counters and the rows they count change together.
+    let txn = crate::db::begin_write(ctx.db()).await?;
     done.activities = prune_activity(&txn, ago(r.activity)).await?;
+    txn.commit().await?;
+
+    let txn = crate::db::begin_write(ctx.db()).await?;
     done.quarantined = quarantine::Entity::delete_many()
         .filter(quarantine::Column::CreatedAt.lt(ago(r.quarantine)))
         .exec(&txn)
@@ -100,6 +107,9 @@ pub async fn prune(ctx: &Context) -> Result<Pruned> {
         .await?
         .rows_affected;
     done.messages = queue::purge_finished_messages(&txn).await?;
+    txn.commit().await?;
+
+    let txn = crate::db::begin_write(ctx.db()).await?;
     let now = chrono::Utc::now();
     done.sessions = session::Entity::delete_many()
         .filter(session::Column::ExpiresAt.lt(now))
@@ -146,9 +156,9 @@ async fn prune_activity(
         .all(db)
         .await?;
     for (alias_id, kind, n) in counts {
-        // Bounced forwards count as forwards, as in the live counts.
+        // As the live counts: a bounce was counted as its forward when that was accepted.
         let column = match kind.as_str() {
-            "forward" | "bounce" => alias::Column::PrunedForwards,
+            "forward" => alias::Column::PrunedForwards,
             "block" => alias::Column::PrunedBlocks,
             "reply" => alias::Column::PrunedReplies,
             _ => continue,

@@ -3,7 +3,7 @@
 //! atomically, so of several workers sharing a database exactly one runs a job.
 
 use postern_entity::job_lease;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use postern_domain::Result;
@@ -33,11 +33,8 @@ pub async fn acquire(db: &impl ConnectionTrait, job: &str, holder: &str, ms: i64
         .col_expr(job_lease::Column::Holder, Expr::value(holder))
         .col_expr(job_lease::Column::Until, Expr::value(now + ms))
         .filter(job_lease::Column::Name.eq(job))
-        .filter(
-            job_lease::Column::Until
-                .lt(now)
-                .or(job_lease::Column::Holder.eq(holder)),
-        )
+        // Only a free or expired lease: not even its own holder runs a job twice at once.
+        .filter(job_lease::Column::Until.lt(now))
         .exec(db)
         .await?
         .rows_affected;
@@ -66,6 +63,18 @@ pub async fn release(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Frees the leases `holder` held when it stopped (a restarted worker runs its jobs again
+/// at once instead of waiting for the leases to run out).
+pub async fn release_own(db: &impl ConnectionTrait, holder: &str) -> Result<u64> {
+    Ok(job_lease::Entity::update_many()
+        .col_expr(job_lease::Column::Until, Expr::value(0i64))
+        .filter(job_lease::Column::Holder.eq(holder))
+        .filter(job_lease::Column::Until.gt(0i64))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Every job's last run and result.

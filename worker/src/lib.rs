@@ -18,8 +18,8 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 const BATCH: u64 = 200;
 /// The longest pause between passes while there is a backlog.
 const BUSY_POLL: Duration = Duration::from_secs(1);
-/// How long a job's lease lasts: longer than any run takes.
-const LEASE_MS: i64 = 15 * 60 * 1000;
+/// How long a job's lease lasts: longer than any run takes (a crashed holder's runs out).
+const LEASE_MS: i64 = 30 * 60 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -145,6 +145,7 @@ pub async fn schedule(ctx: &Context) -> Result<Schedule, WorkerError> {
 
 /// Runs the queue and the scheduled jobs until `shutdown` completes.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    lease::release_own(ctx.db(), ctx.instance()).await?;
     let mut scheduler = schedule(&ctx).await?.scheduler;
     scheduler.start().await?;
 

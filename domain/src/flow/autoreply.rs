@@ -6,7 +6,11 @@
 //! - The owner's mailbox answering a forward goes to the contact through the reply flow, with
 //!   all of its rewriting and scrubbing: it must not reveal the mailbox either.
 //!
-//! At most [`PER_HOUR`] an hour per alias, so two responders cannot keep each other busy.
+//! Only a reply from the address the delivery went to is passed on, and only when it
+//! authenticates for that address's domain (SPF pass or aligned DKIM, no failing DMARC
+//! reject or quarantine): the bounce address is visible to whoever received the delivery,
+//! so it is no credential by itself. At most [`PER_DAY`] a day per alias and contact,
+//! counted in the database, so two responders cannot keep each other busy.
 
 use postern_entity::activity::ActivityKind;
 use postern_entity::contact;
@@ -19,7 +23,7 @@ use crate::context::Context;
 use crate::delivery::Source;
 use crate::delivery::queue::{self, NewDelivery};
 
-const PER_HOUR: u32 = 10;
+const PER_DAY: u64 = 3;
 
 /// Routes mail that came to the bounce address of `d` and is not a report.
 pub async fn route(
@@ -28,6 +32,7 @@ pub async fn route(
     d: &delivery::Model,
     source: &Source,
     verp_address: &str,
+    from_authenticated: bool,
 ) -> Result<Vec<delivery::Model>> {
     let (Some(alias_id), Some(contact_id)) = (d.alias_id, d.contact_id) else {
         return Ok(Vec::new());
@@ -46,11 +51,8 @@ pub async fn route(
         kind: ActivityKind::AutoReply,
         detail: None,
     };
-    let within = ctx.limits().hit(
-        &format!("auto-replies:{}", alias.id),
-        PER_HOUR,
-        crate::limit::HOUR,
-    );
+    let genuine = from_authenticated && from_is(source, &d.rcpt) && alias.deleted_at.is_none();
+    let within = genuine && routed_today(db, alias.id, contact.id).await? < PER_DAY;
     let (deliveries, rewritten_to, mail_from, detail) = match d.kind {
         DeliveryKind::Reply if within && alias.enabled && !contact.blocked => (
             route
@@ -65,11 +67,9 @@ pub async fn route(
                 .collect::<Vec<_>>(),
             alias.email.clone(),
             source.mail_from.clone(),
-            format!("automatic reply from {}, forwarded", contact.email),
+            format!("{ROUTED} from {}, forwarded", contact.email),
         ),
-        // The responder writes from the mailbox the forward went to; anything else through
-        // this address is not the owner's and goes nowhere.
-        DeliveryKind::Forward if within && from_is(source, &d.rcpt) => (
+        DeliveryKind::Forward if within => (
             vec![NewDelivery {
                 kind: DeliveryKind::Reply,
                 rcpt: contact.email.clone(),
@@ -80,11 +80,11 @@ pub async fn route(
             contact.reply_email.clone(),
             // The reply flow scrubs the mailbox the reply came from.
             d.rcpt.clone(),
-            format!("automatic reply of your mailbox, sent to {}", contact.email),
+            format!("{ROUTED} of your mailbox, sent to {}", contact.email),
         ),
         _ => {
             activity.detail = Some(format!(
-                "non-bounce mail to the bounce address of {}: not passed on",
+                "not passed on: an automatic reply to the bounce address of {}",
                 d.rcpt
             ));
             record(db, &activity, Some(contact.id)).await?;
@@ -113,6 +113,23 @@ pub async fn route(
         &deliveries,
     )
     .await
+}
+
+/// How a routed automatic reply's activity starts (what [`routed_today`] counts).
+const ROUTED: &str = "automatic reply";
+
+/// Automatic replies passed on between this alias and contact in the last day.
+async fn routed_today(db: &impl ConnectionTrait, alias_id: i64, contact_id: i64) -> Result<u64> {
+    use postern_entity::activity;
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+    Ok(activity::Entity::find()
+        .filter(activity::Column::AliasId.eq(alias_id))
+        .filter(activity::Column::ContactId.eq(contact_id))
+        .filter(activity::Column::Kind.eq(ActivityKind::AutoReply))
+        .filter(activity::Column::Detail.starts_with(ROUTED))
+        .filter(activity::Column::CreatedAt.gt(chrono::Utc::now() - chrono::Duration::days(1)))
+        .count(db)
+        .await?)
 }
 
 /// Whether the message's `From:` is `address`.

@@ -64,14 +64,22 @@ impl Finding {
         }
     }
 
+    /// What the remote server said, made safe to quote: one line, printable, at most 300
+    /// characters (it is the other side's text, in a message Postern signs).
     fn summary(&self) -> String {
-        match (&self.status, &self.diagnostic) {
+        let said = match (&self.status, &self.diagnostic) {
             (Some(s), Some(d)) if d.contains(s.as_str()) => d.clone(),
             (Some(s), Some(d)) => format!("{s} {d}"),
             (Some(s), None) => s.clone(),
             (None, Some(d)) => d.clone(),
-            (None, None) => "no details given".into(),
-        }
+            (None, None) => return "no details given".into(),
+        };
+        let clean: String = said
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(300)
+            .collect();
+        format!("\"{}\"", clean.trim())
     }
 }
 
@@ -82,6 +90,7 @@ pub async fn received(
     db: &impl ConnectionTrait,
     verp: &Verp,
     source: &Source,
+    from_authenticated: bool,
 ) -> Result<Vec<delivery::Model>> {
     let message = &source.message;
     let Some(d) = queue::find(db, verp.delivery_id).await? else {
@@ -99,25 +108,40 @@ pub async fn received(
     }
     let report = dsn::read(message.raw());
     let about = report.about(&d.rcpt).cloned().unwrap_or_default();
+    // A report whose block for this recipient says it was delivered or relayed is no bounce.
+    let delivered = about.status.as_deref().is_some_and(|s| s.starts_with('2'))
+        || matches!(
+            about.action.as_deref(),
+            Some("delivered" | "relayed" | "expanded")
+        );
+    let class = match report.kind {
+        ReportKind::Complaint => Class::Complaint,
+        ReportKind::Delay => Class::Soft,
+        _ => about.class(),
+    };
     let finding = Finding {
-        class: match report.kind {
-            ReportKind::Complaint => Class::Complaint,
-            _ => about.class(),
-        },
-        mailbox_gone: about.mailbox_gone(),
+        class,
+        mailbox_gone: class == Class::Hard && about.mailbox_gone(),
         status: about.status,
         diagnostic: about.diagnostic,
         remote_mta: about.remote_mta,
     };
     match report.kind {
-        ReportKind::Failure | ReportKind::Complaint | ReportKind::Delay => {
-            let soft = report.kind == ReportKind::Delay || finding.class == Class::Soft;
-            let kept = if soft { None } else { Some(message.raw()) };
+        ReportKind::Complaint => apply(ctx, db, &d, &finding, Some(message.raw())).await,
+        ReportKind::Failure | ReportKind::Delay if !delivered => {
+            let kept = (class == Class::Hard).then(|| message.raw());
             apply(ctx, db, &d, &finding, kept).await
         }
-        ReportKind::AutoReply | ReportKind::Other => {
+        ReportKind::Failure | ReportKind::Delay | ReportKind::Other => {
+            tracing::info!(
+                delivery = d.id,
+                "mail to a bounce address that is no bounce: ignored"
+            );
+            Ok(Vec::new())
+        }
+        ReportKind::AutoReply => {
             let address = Verp::address(ctx.verp_key(), d.id, &ctx.settings().mail.reply_domain);
-            super::autoreply::route(ctx, db, &d, source, &address).await
+            super::autoreply::route(ctx, db, &d, source, &address, from_authenticated).await
         }
     }
 }
@@ -143,6 +167,8 @@ async fn apply(
     report: Option<&[u8]>,
 ) -> Result<Vec<delivery::Model>> {
     let hard = finding.class != Class::Soft;
+    // A delivery that already came back: recorded again, but neither counted nor told twice.
+    let first = d.status != DeliveryStatus::Bounced;
     if hard && d.status == DeliveryStatus::Delivered {
         queue::mark_bounced(db, d.id, &finding.summary()).await?;
     }
@@ -178,7 +204,7 @@ async fn apply(
         status: Set(finding.status.clone()),
         diagnostic: Set(finding.diagnostic.clone()),
         remote_mta: Set(finding.remote_mta.clone()),
-        counts: Set(forward && finding.class == Class::Hard && finding.mailbox_gone),
+        counts: Set(first && forward && finding.class == Class::Hard && finding.mailbox_gone),
         message_id: Set(message_id),
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
@@ -204,7 +230,7 @@ async fn apply(
         d.contact_id,
     )
     .await?;
-    if !hard {
+    if !hard || !first {
         return Ok(Vec::new());
     }
     let default = default_mailbox(db, alias.user_id).await?;
@@ -274,7 +300,8 @@ async fn apply(
             },
             user_id: Some(alias.user_id),
             alias_id: Some(alias.id),
-            to: [Some(d.rcpt.clone()), default.clone()]
+            // The refusing mailbox only while it is still theirs: the links act on the account.
+            to: [mailbox.as_ref().map(|m| m.email.clone()), default.clone()]
                 .into_iter()
                 .flatten()
                 .collect(),

@@ -70,7 +70,9 @@ pub struct Plan {
     /// not kept in memory for the first attempt).
     pub stored: Option<Vec<u8>>,
     pub notices: Vec<notice::Notice>,
-    pub bounces: Vec<Verp>,
+    /// Mail to a bounce address, and whether its `From:` authenticates (SPF pass or aligned
+    /// DKIM for its domain, and no failing DMARC reject or quarantine policy).
+    pub bounces: Vec<(Verp, bool)>,
     /// `(to, rcpt)`: mail to postmaster@/abuse@ passed on to `to`.
     pub postmaster: Vec<(String, String)>,
     /// Held instead of forwarded (the received message is stored for them too).
@@ -180,9 +182,9 @@ impl Plan {
             .exec_without_returning(db)
             .await?;
         }
-        for verp in &self.bounces {
+        for (verp, from_authenticated) in &self.bounces {
             out.other
-                .extend(bounce::received(ctx, db, verp, source).await?);
+                .extend(bounce::received(ctx, db, verp, source, *from_authenticated).await?);
         }
         for n in &self.notices {
             out.other.extend(notice::store(ctx, db, n).await?);

@@ -225,7 +225,16 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                     entry.1.push(contact);
                 }
             }
-            Recipient::Bounce(verp) => plan.bounces.push(verp),
+            Recipient::Bounce(verp) => {
+                let from_authenticated = !checks.dmarc_rejects()
+                    && !checks.dmarc_quarantines()
+                    && message
+                        .inspection
+                        .from
+                        .as_ref()
+                        .is_some_and(|f| checks.authenticates(flow::domain_of(&f.address)));
+                plan.bounces.push((verp, from_authenticated));
+            }
             Recipient::Postmaster(to) => plan.postmaster.push((to, rcpt.clone())),
             Recipient::Unknown | Recipient::Foreign => {
                 tracing::warn!(rcpt, "recipient vanished between RCPT and DATA");

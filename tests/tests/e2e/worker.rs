@@ -80,6 +80,12 @@ async fn one_worker_at_a_time_runs_a_job() {
             .await
             .expect("lease")
     );
+    assert!(
+        !lease::acquire(db, "retention", "other-worker", 60_000)
+            .await
+            .expect("lease"),
+        "not even its holder runs it twice at once"
+    );
     assert_eq!(Job::Retention.run_leased(ctx).await.expect("runs"), None);
     let err = server
         .cli(Command::Worker {

@@ -289,3 +289,33 @@ pub async fn deliveries(server: &TestServer) -> Vec<(String, String)> {
         .map(|d| (d.rcpt, d.status.to_value()))
         .collect()
 }
+
+/// Polls `condition` (database or sink state, which has no event to wait on) every 25 ms
+/// until it holds; panics after [`WAIT`], saying `what` was awaited.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    while tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+        if condition().await {
+            return;
+        }
+    }
+    panic!("{what}: not within {WAIT:?}");
+}
+
+/// Waits until no delivery is queued: whatever was accepted so far (forwards, replies,
+/// notices) has been attempted to its end. Before saying something was *not* sent.
+pub async fn settled(server: &TestServer) {
+    let db = server.running().ctx.db();
+    wait_until("every delivery attempted", || async {
+        postern_domain::delivery::queue::health(db)
+            .await
+            .is_ok_and(|h| h.queued == 0)
+    })
+    .await;
+}

@@ -676,14 +676,11 @@ async fn an_authorised_address_may_reply_once_the_owner_allows_it_with_sudo() {
             m.rcpts == ["bob@ext.test"] && m.header("Subject").as_deref() == Some(subject)
         })
     };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while to_bob("authorised").is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reply never went"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    postern_tests::harness::wait_until("the authorised reply at the sink", || {
+        let sent = to_bob("authorised").is_some();
+        async move { sent }
+    })
+    .await;
     let sent = to_bob("authorised").expect("sent");
     assert!(sent.header("From").is_some_and(|f| f.contains(ALIAS)));
     assert!(!sent.text().contains("me@work.test"), "{}", sent.text());
@@ -700,6 +697,6 @@ async fn an_authorised_address_may_reply_once_the_owner_allows_it_with_sudo() {
     .await;
     assert_eq!(r.json, serde_json::json!({"deleted": true}), "{}", r.body);
     assert!(reply("me@work.test", "late").await.starts_with("250"));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    postern_tests::harness::settled(&server).await;
     assert!(to_bob("late").is_none());
 }

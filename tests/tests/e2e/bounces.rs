@@ -3,10 +3,8 @@
 //! changed is read through the activity, `/api/bounces`, `/api/notifications` and the
 //! notification mail at the sink.
 
-use std::time::Duration;
-
 use postern_tests::client;
-use postern_tests::harness::{TestServer, WAIT};
+use postern_tests::harness::{TestServer, settled, wait_until};
 use postern_tests::http::call;
 use postern_tests::sink::Received;
 use serde_json::Value;
@@ -44,23 +42,26 @@ fn fixture(file: &str, verp: &str, rcpt: &str, alias: &str, message_id: &str) ->
 
 /// Waits for a message at the sink that `wanted` picks, for up to WAIT.
 async fn wait_for_mail(server: &TestServer, wanted: impl Fn(&Received) -> bool) -> Received {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = server.sink.received().into_iter().find(|m| wanted(m)) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no such message at the sink within {WAIT:?}; it has: {:?}",
-            server
-                .sink
-                .received()
-                .iter()
-                .map(|m| (m.rcpts.clone(), m.header("Subject")))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let what = format!(
+        "a message at the sink (it had: {:?})",
+        server
+            .sink
+            .received()
+            .iter()
+            .map(|m| (m.rcpts.clone(), m.header("Subject")))
+            .collect::<Vec<_>>()
+    );
+    wait_until(&what, || {
+        let found = server.sink.received().iter().any(&wanted);
+        async move { found }
+    })
+    .await;
+    server
+        .sink
+        .received()
+        .into_iter()
+        .find(|m| wanted(m))
+        .expect("found above")
 }
 
 /// How many messages at the sink went to `rcpt` with a subject containing `words`.
@@ -75,14 +76,12 @@ fn count(server: &TestServer, rcpt: &str, words: &str) -> usize {
 
 /// Waits until [`count`] reaches `n`.
 async fn wait_for_count(server: &TestServer, rcpt: &str, words: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while count(server, rcpt, words) < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{n} messages to {rcpt} about `{words}` never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let what = format!("{n} messages to {rcpt} about `{words}`");
+    wait_until(&what, || {
+        let reached = count(server, rcpt, words) >= n;
+        async move { reached }
+    })
+    .await;
 }
 
 /// Sends a message from Bob to `alias` with `subject`; returns the forward as received.
@@ -122,14 +121,10 @@ async fn status_of(server: &TestServer, id: i64) -> String {
 }
 
 async fn wait_for_status(server: &TestServer, id: i64, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while status_of(server, id).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "delivery {id} never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until(&format!("delivery {id} {want}"), || async move {
+        status_of(server, id).await == want
+    })
+    .await;
 }
 
 /// A report from a mail server: the null sender, to `verp`.
@@ -268,8 +263,8 @@ async fn every_report_format_is_read_and_acted_on_end_to_end() {
             other => panic!("{file}: unknown kind {other}"),
         }
         if kind == "delayed" {
-            // Give a wrongly sent notice the time to arrive before saying none came.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Whatever the report queued has been attempted before saying no notice came.
+            settled(&server).await;
             assert_eq!(
                 count(&server, MAILBOX, "refused a message"),
                 refused_before,
@@ -375,7 +370,7 @@ async fn a_mailbox_that_keeps_saying_it_is_gone_stops_receiving_and_its_only_ali
     assert_eq!(enabled("both@alias.test"), Some(Value::Bool(true)));
     // The alias with another mailbox still forwards, to that one only.
     forward(&server, &both, "after").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&server).await;
     assert_eq!(count(&server, "gone@work.test", "after"), 0);
     assert_eq!(count(&server, MAILBOX, "after"), 1);
     // The owner turns it back on.
@@ -467,7 +462,7 @@ async fn a_contacts_vacation_notice_reaches_the_owner_from_the_reverse_alias() {
     // Not proven to come from Bob (ext.test has no SPF yet, nothing is signed): anyone who
     // saw the bounce address could have written it, so it reaches no one.
     report(&server, &sent.mail_from, &raw).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&server).await;
     assert!(
         !server.sink.for_rcpt(MAILBOX).iter().any(|m| m
             .header("Subject")
@@ -693,7 +688,7 @@ async fn an_automatic_reply_not_from_the_mailbox_goes_nowhere() {
         &message_id_of(&fwd),
     );
     report(&server, &fwd.mail_from, &raw).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&server).await;
     assert!(server.sink.for_rcpt("bob@ext.test").is_empty());
     let kinds = postern_tests::harness::activities(&server, &alias).await;
     assert_eq!(

@@ -93,23 +93,26 @@ async fn send(s: &Setup) {
 async fn after_first_attempt(s: &Setup) -> (String, String) {
     use postern_entity::delivery;
     use sea_orm::{ActiveEnum, EntityTrait};
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let outcome = || async {
         let rows = delivery::Entity::find()
             .all(s.server.running().ctx.db())
             .await
             .expect("deliveries");
-        if let Some(d) = rows.iter().find(|d| d.rcpt == MAILBOX)
-            && (d.last_error.is_some() || d.status != delivery::DeliveryStatus::Queued)
-        {
-            return (
-                d.status.to_value(),
-                d.last_error.clone().unwrap_or_default(),
-            );
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never attempted");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+        rows.iter()
+            .find(|d| d.rcpt == MAILBOX)
+            .filter(|d| d.last_error.is_some() || d.status != delivery::DeliveryStatus::Queued)
+            .map(|d| {
+                (
+                    d.status.to_value(),
+                    d.last_error.clone().unwrap_or_default(),
+                )
+            })
+    };
+    postern_tests::harness::wait_until("the first attempt's end", || async {
+        outcome().await.is_some()
+    })
+    .await;
+    outcome().await.expect("attempted")
 }
 
 #[tokio::test]

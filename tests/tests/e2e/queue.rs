@@ -149,21 +149,13 @@ async fn attempts(flow: &postern_domain::Context) -> i32 {
         .sum()
 }
 
-/// Polls a database condition (state with no event to wait on) until it holds or WAIT passes.
-async fn wait_until<F, Fut>(mut condition: F)
+/// Polls a database condition until it holds (see the harness's `wait_until`).
+async fn wait_until<F, Fut>(condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    while tokio::time::Instant::now() < deadline {
-        tick.tick().await;
-        if condition().await {
-            return;
-        }
-    }
-    panic!("condition not met within {WAIT:?}");
+    postern_tests::harness::wait_until("condition", condition).await;
 }
 
 /// Sends one message while the relay refuses connections; returns once it was attempted.

@@ -90,6 +90,7 @@ struct Inner {
     wake: Notify,
     deliveries: Arc<Semaphore>,
     password_slots: Semaphore,
+    large_message_slots: Semaphore,
     key_uses: crate::accounts::KeyUses,
     limits: crate::limit::RateLimiter,
     authenticator: Arc<mail_auth::MessageAuthenticator>,
@@ -142,6 +143,9 @@ impl Context {
                 wake: Notify::new(),
                 deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
                 password_slots: Semaphore::new(password_slots()),
+                large_message_slots: Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 key_uses: Default::default(),
                 limits: Default::default(),
                 authenticator,
@@ -289,6 +293,11 @@ impl Context {
     /// Woken whenever a delivery attempt ends; the queue runner waits on it while busy.
     pub fn wake(&self) -> &Notify {
         &self.inner.wake
+    }
+
+    /// Deliveries of large messages being rendered and sent at once (see `delivery::attempt`).
+    pub(crate) fn large_message_slots(&self) -> &Semaphore {
+        &self.inner.large_message_slots
     }
 
     pub(crate) fn delivery_slots(&self) -> &Arc<Semaphore> {

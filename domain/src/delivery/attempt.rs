@@ -96,6 +96,19 @@ pub async fn attempt(
         .acquire_owned()
         .await
         .map_err(|_| DomainError::Unavailable("delivery slots closed".into()))?;
+    // A large message is read back, rewritten and signed in several copies: at most as many
+    // of those at once as there are cores, so ten concurrent 25 MiB messages do not hold
+    // thirty copies at the same moment.
+    let _large = if source.is_none() && queue::is_large(ctx.db(), d.message_id).await? {
+        Some(
+            ctx.large_message_slots()
+                .acquire()
+                .await
+                .map_err(|_| DomainError::Unavailable("large message slots closed".into()))?,
+        )
+    } else {
+        None
+    };
     let source = match source {
         Some(source) => source,
         None => match Source::load(ctx, d.message_id).await {

@@ -190,6 +190,17 @@ pub async fn release_claims(db: &impl ConnectionTrait, instance: &str) -> Result
     Ok(result.rows_affected)
 }
 
+/// Whether stored message `id` is large (kept in pieces: over [`PART_BYTES`]).
+pub async fn is_large(db: &impl ConnectionTrait, id: i64) -> Result<bool> {
+    let parts: Option<i32> = message::Entity::find_by_id(id)
+        .select_only()
+        .column(message::Column::Parts)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(parts.is_some_and(|p| p > 0))
+}
+
 /// A stored message with its bytes, put back together when it was stored in pieces.
 pub async fn load_message(db: &impl ConnectionTrait, id: i64) -> Result<message::Model> {
     let mut stored = message::Entity::find_by_id(id)

@@ -1022,14 +1022,10 @@ pub async fn update_alias(
     Ok(active.update(db).await?)
 }
 
-/// Deletes an alias for good: its address goes on the deleted list and can never be created
-/// again (by anyone), its contacts' reverse aliases stop working.
-/// Moves an alias to the trash: it stops forwarding at once (mail to it is recorded as
-/// blocked), is listed nowhere, and its address is never given out again. The retention job
-/// purges it after `retention.trash_days`.
-pub async fn trash_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
+/// Puts an alias's address on the deleted list: it can never be created again, by anyone.
+async fn tombstone(db: &impl ConnectionTrait, email: &str) -> Result<()> {
     deleted_alias::Entity::insert(deleted_alias::ActiveModel {
-        email: Set(alias.email.clone()),
+        email: Set(email.to_string()),
         created_at: Set(chrono::Utc::now()),
         ..Default::default()
     })
@@ -1040,6 +1036,14 @@ pub async fn trash_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Resu
     )
     .exec_without_returning(db)
     .await?;
+    Ok(())
+}
+
+/// Moves an alias to the trash: it stops forwarding at once (mail to it is recorded as
+/// blocked), is listed nowhere, and its address is never given out again. The retention job
+/// purges it after `retention.trash_days`.
+pub async fn trash_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
+    tombstone(db, &alias.email).await?;
     alias::Entity::update_many()
         .col_expr(alias::Column::Enabled, Expr::value(false))
         .col_expr(
@@ -1056,18 +1060,7 @@ pub async fn trash_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Resu
 /// Deletes an alias and everything of it now; its address stays taken (a tombstone).
 pub async fn purge_alias(db: &impl ConnectionTrait, alias: alias::Model) -> Result<()> {
     use postern_entity::{activity, message_id};
-    deleted_alias::Entity::insert(deleted_alias::ActiveModel {
-        email: Set(alias.email.clone()),
-        created_at: Set(chrono::Utc::now()),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(deleted_alias::Column::Email)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
+    tombstone(db, &alias.email).await?;
     alias_mailbox::Entity::delete_many()
         .filter(alias_mailbox::Column::AliasId.eq(alias.id))
         .exec(db)

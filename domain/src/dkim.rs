@@ -357,24 +357,16 @@ pub async fn published(
     name: &str,
     public: &str,
 ) -> bool {
-    let Ok(answer) = resolver.txt_lookup(format!("{name}.")).await else {
-        return false;
-    };
-    answer.answers().iter().any(|record| {
-        let hickory_resolver::proto::rr::RData::TXT(txt) = &record.data else {
-            return false;
-        };
-        let text: String = txt
-            .txt_data
-            .iter()
-            .map(|part| String::from_utf8_lossy(part).into_owned())
-            .collect();
-        text.split(';').any(|tag| {
-            tag.trim()
-                .strip_prefix("p=")
-                .is_some_and(|p| p.split_whitespace().collect::<String>() == public)
+    crate::dns::txt_records(resolver, name)
+        .await
+        .iter()
+        .any(|text| {
+            text.split(';').any(|tag| {
+                tag.trim()
+                    .strip_prefix("p=")
+                    .is_some_and(|p| p.split_whitespace().collect::<String>() == public)
+            })
         })
-    })
 }
 
 /// The DNS TXT records that publish a domain's keys (active, pending and retiring):

@@ -59,6 +59,30 @@ pub fn resolver(settings: &DnsSettings) -> Result<TokioResolver> {
         .map_err(|e| DomainError::Invalid(format!("DNS resolver: {e}")))
 }
 
+/// The TXT records at `name` (each record's strings joined), asked afresh of `resolver`;
+/// none when the name has none or the question fails.
+pub async fn txt_records(resolver: &TokioResolver, name: &str) -> Vec<String> {
+    let Ok(answer) = resolver
+        .txt_lookup(format!("{}.", name.trim_end_matches('.')))
+        .await
+    else {
+        return Vec::new();
+    };
+    answer
+        .answers()
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_resolver::proto::rr::RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Entries per cache; past it, expired ones go, and if none had, all do (memory stays bounded).
 const CACHE_CAPACITY: usize = 20_000;
 

@@ -2,7 +2,6 @@
 //! DMARC, and every DKIM key that signs (or is about to). Checked daily by the worker, on
 //! demand by `postern domain check`; the last findings are kept per domain.
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::RData;
 use postern_entity::domain_check;
 use sea_orm::sea_query::OnConflict;
@@ -33,25 +32,6 @@ impl std::fmt::Display for DomainReport {
         }
         Ok(())
     }
-}
-
-async fn txt(resolver: &TokioResolver, name: &str) -> Vec<String> {
-    let Ok(answer) = resolver.txt_lookup(format!("{name}.")).await else {
-        return Vec::new();
-    };
-    answer
-        .answers()
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(
-                t.txt_data
-                    .iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Checks `domain` now, with a fresh resolver (no cached answers), and keeps the findings.
@@ -104,7 +84,7 @@ pub async fn check(ctx: &Context, domain: &str) -> Result<DomainReport> {
             &mut findings,
         );
     }
-    match txt(&resolver, domain)
+    match crate::dns::txt_records(&resolver, domain)
         .await
         .into_iter()
         .find(|t| t.to_ascii_lowercase().starts_with("v=spf1"))
@@ -118,7 +98,7 @@ pub async fn check(ctx: &Context, domain: &str) -> Result<DomainReport> {
             &mut findings,
         ),
     }
-    match txt(&resolver, &format!("_dmarc.{domain}"))
+    match crate::dns::txt_records(&resolver, &format!("_dmarc.{domain}"))
         .await
         .into_iter()
         .find(|t| t.to_ascii_lowercase().starts_with("v=dmarc1"))

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -196,25 +195,12 @@ impl MtaSts {
 
     /// The `id` of the `_mta-sts.<domain>` record.
     async fn record_id(&self, domain: &str) -> Option<String> {
-        let answer = self
-            .resolver
-            .txt_lookup(format!("_mta-sts.{domain}."))
-            .await
-            .ok()?;
-        let records: Vec<String> = answer
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
-            .filter(|t| t.starts_with("v=STSv1"))
-            .collect();
+        let records: Vec<String> =
+            crate::dns::txt_records(&self.resolver, &format!("_mta-sts.{domain}"))
+                .await
+                .into_iter()
+                .filter(|t| t.starts_with("v=STSv1"))
+                .collect();
         // Exactly one record, or none counts (RFC 8461 3.1).
         let [record] = records.as_slice() else {
             return None;

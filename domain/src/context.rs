@@ -244,8 +244,12 @@ impl Context {
     fn watch_signing_keys(&self) {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            let mut every = tokio::time::interval_at(
+                tokio::time::Instant::now() + SIGNER_RELOAD,
+                SIGNER_RELOAD,
+            );
             loop {
-                tokio::time::sleep(SIGNER_RELOAD).await;
+                every.tick().await;
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };

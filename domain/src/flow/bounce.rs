@@ -242,6 +242,20 @@ async fn apply(
     if message_id.is_some() {
         actions.push(Action::ViewBounce(bounce_id));
     }
+    let kind = if finding.class == Class::Complaint {
+        NoticeKind::Complaint
+    } else {
+        NoticeKind::DeliveryFailed
+    };
+    let told = |to: Vec<String>, subject: String, text: String, actions: Vec<Action>| Notice {
+        kind,
+        user_id: Some(alias.user_id),
+        alias_id: Some(alias.id),
+        to,
+        subject,
+        text,
+        actions,
+    };
     let mut notices = Vec::new();
     if forward {
         if let Some(c) = &contact {
@@ -292,23 +306,12 @@ async fn apply(
                 ),
             )
         };
-        notices.push(Notice {
-            kind: if finding.class == Class::Complaint {
-                NoticeKind::Complaint
-            } else {
-                NoticeKind::DeliveryFailed
-            },
-            user_id: Some(alias.user_id),
-            alias_id: Some(alias.id),
-            // The refusing mailbox only while it is still theirs: the links act on the account.
-            to: [mailbox.as_ref().map(|m| m.email.clone()), default.clone()]
-                .into_iter()
-                .flatten()
-                .collect(),
-            subject,
-            text,
-            actions,
-        });
+        // The refusing mailbox only while it is still theirs: the links act on the account.
+        let to = [mailbox.as_ref().map(|m| m.email.clone()), default.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        notices.push(told(to, subject, text, actions));
         if let Some(m) = mailbox.filter(|_| finding.mailbox_gone && finding.class == Class::Hard)
             && !m.disabled
             && over_threshold(ctx, db, m.id).await?
@@ -339,19 +342,7 @@ async fn apply(
                 ),
             )
         };
-        notices.push(Notice {
-            kind: if finding.class == Class::Complaint {
-                NoticeKind::Complaint
-            } else {
-                NoticeKind::DeliveryFailed
-            },
-            user_id: Some(alias.user_id),
-            alias_id: Some(alias.id),
-            to: sender.into_iter().collect(),
-            subject,
-            text,
-            actions,
-        });
+        notices.push(told(sender.into_iter().collect(), subject, text, actions));
     }
     let mut out = Vec::new();
     for n in &notices {

@@ -39,47 +39,56 @@ pub async fn random_new(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // SimpleLogin parses this body leniently: a missing or non-JSON body is no note.
-    state.limit_alias_creation(user.id)?;
     let note = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("note").and_then(Value::as_str).map(str::to_string));
-    let address = match (
-        query.hostname.as_deref().filter(|h| !h.trim().is_empty()),
+    let alias = create_random(
+        &state,
+        &user,
         query.mode.as_deref(),
-    ) {
+        query.hostname.as_deref(),
+        note,
+    )
+    .await?;
+    let mut object = serialize::aliases(state.ctx.db(), std::slice::from_ref(&alias))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    object["alias"] = json!(alias.email);
+    Ok((StatusCode::CREATED, Json(object)))
+}
+
+/// A random alias: from the site's name when `hostname` gives one, else words or a UUID
+/// (`mode`, or the user's setting), on the user's default domain.
+pub(crate) async fn create_random(
+    state: &AppState,
+    user: &postern_entity::user::Model,
+    mode: Option<&str>,
+    hostname: Option<&str>,
+    note: Option<String>,
+) -> Result<postern_entity::alias::Model, ApiError> {
+    state.limit_alias_creation(user.id)?;
+    let domain = || Some(accounts::alias_domain_for(state.ctx.settings(), user));
+    let address = match (hostname.filter(|h| !h.trim().is_empty()), mode) {
         (Some(host), _) if accounts::site_label(host).is_some() => {
             NewAliasAddress::Website(host.to_string())
         }
-        (_, None) if user.alias_generator == "uuid" => NewAliasAddress::RandomUuid(Some(
-            accounts::alias_domain_for(state.ctx.settings(), &user),
-        )),
-        (_, None | Some("word")) => NewAliasAddress::RandomWords(Some(accounts::alias_domain_for(
-            state.ctx.settings(),
-            &user,
-        ))),
-        (_, Some("uuid")) => NewAliasAddress::RandomUuid(Some(accounts::alias_domain_for(
-            state.ctx.settings(),
-            &user,
-        ))),
+        (_, None) if user.alias_generator == "uuid" => NewAliasAddress::RandomUuid(domain()),
+        (_, None | Some("word")) => NewAliasAddress::RandomWords(domain()),
+        (_, Some("uuid")) => NewAliasAddress::RandomUuid(domain()),
         (_, Some(other)) => {
             return Err(ApiError::bad_request(format!(
                 "{other} must be either word or uuid"
             )));
         }
     };
-    let db = state.ctx.db();
-    let txn = postern_domain::db::begin_write(db).await?;
+    let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
     let alias =
-        accounts::create_alias(&txn, state.ctx.settings(), &user, address, &[], note).await?;
+        accounts::create_alias(&txn, state.ctx.settings(), user, address, &[], note).await?;
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;
-    let mut object = serialize::aliases(db, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    object["alias"] = json!(alias.email);
-    Ok((StatusCode::CREATED, Json(object)))
+    Ok(alias)
 }
 
 /// `GET|POST /api/v2/aliases?page_id=N[&pinned|&disabled|&enabled]`, body `{"query": …}`.

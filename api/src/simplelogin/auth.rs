@@ -140,25 +140,36 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let body = super::json_object(&body)?;
+    let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
+        return Err(ApiError::bad_request("request body cannot be empty"));
+    };
+    sign_up(&state, &ip, &email, &password).await?;
+    Ok(Json(json!({"msg": "User needs to confirm their account"})))
+}
+
+/// A sign-up, for the API and the web page alike. A taken address gets the same answer as a
+/// new sign-up, so addresses cannot be probed; the email sent to the address says what
+/// happened.
+pub(crate) async fn sign_up(
+    state: &AppState,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> Result<(), ApiError> {
     let settings = state.ctx.settings();
     state.limit(
         &format!("signup:{ip}"),
         settings.limits.signup_per_minute,
         MINUTE,
     )?;
-    let body = super::json_object(&body)?;
     if !settings.accounts.registration {
         return Err(ApiError::bad_request("registration is closed"));
     }
-    let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
-        return Err(ApiError::bad_request("request body cannot be empty"));
-    };
-    auth::check_password_rules(&password)?;
-    let email = EmailAddress::parse(&email)
+    auth::check_password_rules(password)?;
+    let email = EmailAddress::parse(email)
         .map_err(|_| ApiError::bad_request(format!("cannot use {email} as personal inbox")))?;
     let db = state.ctx.db();
-    // A taken address gets the same answer as a new sign-up, so addresses cannot be probed;
-    // the email sent to the address says what happened.
     let taken = match accounts::find_user(db, email.as_str()).await? {
         Some(existing) if existing.activated => Some((
             existing.id,
@@ -189,19 +200,18 @@ pub async fn register(
     };
     if let Some((owner, text)) = taken {
         // The same work as a sign-up, so the time taken does not tell either.
-        state.ctx.hash_password(&password).await?;
+        state.ctx.hash_password(password).await?;
         state
             .ctx
             .send_notice(owner, email.as_str(), "Sign-up attempt", &text)
             .await?;
-        return Ok(Json(json!({"msg": "User needs to confirm their account"})));
+        return Ok(());
     }
-    let hash = state.ctx.hash_password(&password).await?;
+    let hash = state.ctx.hash_password(password).await?;
     let txn = postern_domain::db::begin_write(db).await?;
     let user = auth::register(&txn, settings, &email, hash).await?;
     commit(txn).await?;
-    send_activation(&state, &user).await?;
-    Ok(Json(json!({"msg": "User needs to confirm their account"})))
+    send_activation(state, &user).await
 }
 
 /// `POST /api/auth/activate` `{email, code}`.
@@ -341,7 +351,7 @@ pub async fn reactivate(
 }
 
 /// `Set-Cookie` for a new browser session.
-async fn session_cookie(
+pub(crate) async fn session_cookie(
     state: &AppState,
     user_id: i64,
     origin: SessionOrigin,
@@ -392,33 +402,63 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
-    let email = email.trim().to_lowercase();
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
+    match check_login(&state, &ip, &email, &password).await? {
+        LoginStep::NeedsCode(user) => {
+            let key = auth::mfa_key(&state.mfa_key, user.id, chrono::Utc::now().timestamp());
+            Ok((HeaderMap::new(), login_answer(&user, None, Some(key))))
+        }
+        LoginStep::Done(user) => {
+            let key = auth::key_for_device(state.ctx.db(), user.id, &device).await?;
+            Ok((
+                session_cookie(&state, user.id, SessionOrigin::Login).await?,
+                login_answer(&user, Some(key), None),
+            ))
+        }
+    }
+}
+
+/// Where a correct password leads.
+pub(crate) enum LoginStep {
+    /// Logged in.
+    Done(user::Model),
+    /// TOTP is on: a code from the authenticator comes next.
+    NeedsCode(user::Model),
+}
+
+/// Checks a login's email and password, counting failures per address and per account.
+pub(crate) async fn check_login(
+    state: &AppState,
+    ip: &str,
+    email: &str,
+    password: &str,
+) -> Result<LoginStep, ApiError> {
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
+    let email = email.trim().to_lowercase();
     let db = state.ctx.db();
     let limit = state.ctx.settings().limits.login_per_minute;
     let ip_subject = format!("ip:{ip}");
-    attempts_left(&state, AttemptScope::Login, &ip_subject, limit).await?;
+    attempts_left(state, AttemptScope::Login, &ip_subject, limit).await?;
     let user = accounts::find_user(db, &email).await?;
     let user_subject = user.as_ref().map(|u| format!("user:{}", u.id));
     if let Some(subject) = &user_subject {
-        attempts_left(&state, AttemptScope::Login, subject, limit).await?;
+        attempts_left(state, AttemptScope::Login, subject, limit).await?;
     }
     let password_ok = state
         .ctx
         .verify_password(
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            &password,
+            password,
         )
         .await?;
     let Some(user) = user.filter(|_| password_ok) else {
         let mut subjects = vec![ip_subject.as_str()];
         subjects.extend(user_subject.as_deref());
-        count_attempt(&state, AttemptScope::Login, &subjects).await?;
+        count_attempt(state, AttemptScope::Login, &subjects).await?;
         return Err(ApiError::bad_request("Email or password incorrect"));
     };
     if user.disabled {
@@ -431,14 +471,10 @@ pub async fn login(
         ));
     }
     if user.totp_secret.is_some() {
-        let key = auth::mfa_key(&state.mfa_key, user.id, chrono::Utc::now().timestamp());
-        return Ok((HeaderMap::new(), login_answer(&user, None, Some(key))));
+        Ok(LoginStep::NeedsCode(user))
+    } else {
+        Ok(LoginStep::Done(user))
     }
-    let key = auth::key_for_device(db, user.id, &device).await?;
-    Ok((
-        session_cookie(&state, user.id, SessionOrigin::Login).await?,
-        login_answer(&user, Some(key), None),
-    ))
 }
 
 /// `POST /api/auth/mfa` `{mfa_token, mfa_key, device}`.
@@ -455,17 +491,37 @@ pub async fn mfa(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
-    state.per_minute(&format!("mfa-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(mfa_key)) = (text(&body, "mfa_token"), text(&body, "mfa_key")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
+    let user = check_login_code(&state, &ip, &mfa_key, &token).await?;
+    let device = text(&body, "device").unwrap_or_else(|| "device".into());
+    let key = auth::key_for_device(state.ctx.db(), user.id, &device).await?;
+    Ok((
+        session_cookie(&state, user.id, SessionOrigin::Login).await?,
+        Json(json!({
+            "name": user.name.clone().unwrap_or_default(),
+            "email": user.email,
+            "api_key": key,
+        })),
+    ))
+}
+
+/// The second step of a login with TOTP on: `mfa_key` (signed by the first step) and a code.
+pub(crate) async fn check_login_code(
+    state: &AppState,
+    ip: &str,
+    mfa_key: &str,
+    code: &str,
+) -> Result<user::Model, ApiError> {
+    state.per_minute(&format!("mfa-ip:{ip}"), |l| l.login_per_minute)?;
     let now = chrono::Utc::now().timestamp();
-    let user_id = auth::verify_mfa_key(&state.mfa_key, &mfa_key, now)
+    let user_id = auth::verify_mfa_key(&state.mfa_key, mfa_key, now)
         .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
     let subject = format!("user:{user_id}");
     let limit = state.ctx.settings().limits.login_per_minute;
-    attempts_left(&state, AttemptScope::Mfa, &subject, limit).await?;
+    attempts_left(state, AttemptScope::Mfa, &subject, limit).await?;
     let db = state.ctx.db();
     let Some(user) = accounts::find_user_by_id(db, user_id).await? else {
         return Err(ApiError::bad_request("Invalid mfa_key"));
@@ -475,20 +531,11 @@ pub async fn mfa(
             "This endpoint should only be used by user who enables MFA",
         ));
     }
-    if !auth::check_totp(db, &user, &token, now).await? {
-        count_attempt(&state, AttemptScope::Mfa, &[&subject]).await?;
+    if !auth::check_totp(db, &user, code, now).await? {
+        count_attempt(state, AttemptScope::Mfa, &[&subject]).await?;
         return Err(ApiError::bad_request("Wrong TOTP Token"));
     }
-    let device = text(&body, "device").unwrap_or_else(|| "device".into());
-    let key = auth::key_for_device(db, user.id, &device).await?;
-    Ok((
-        session_cookie(&state, user.id, SessionOrigin::Login).await?,
-        Json(json!({
-            "name": user.name.clone().unwrap_or_default(),
-            "email": user.email,
-            "api_key": key,
-        })),
-    ))
+    Ok(user)
 }
 
 /// `POST /api/auth/forgot_password` `{email}`: always `{"ok": true}`.
@@ -505,48 +552,60 @@ pub async fn forgot_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.per_minute(&format!("reset:{ip}"), |l| l.reset_per_minute)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email")
         .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
+    send_reset_link(&state, &ip, &email).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Emails a reset link to the account at `email`, if there is one: the answer is the same
+/// either way.
+pub(crate) async fn send_reset_link(
+    state: &AppState,
+    ip: &str,
+    email: &str,
+) -> Result<(), ApiError> {
+    state.per_minute(&format!("reset:{ip}"), |l| l.reset_per_minute)?;
     let db = state.ctx.db();
     let limit = state.ctx.settings().limits.reset_per_minute;
     let ip_subject = format!("ip:{ip}");
-    attempts_left(&state, AttemptScope::Reset, &ip_subject, limit).await?;
-    count_attempt(&state, AttemptScope::Reset, &[&ip_subject]).await?;
-    if let Some(user) = accounts::find_user(db, &email)
+    attempts_left(state, AttemptScope::Reset, &ip_subject, limit).await?;
+    count_attempt(state, AttemptScope::Reset, &[&ip_subject]).await?;
+    let Some(user) = accounts::find_user(db, email.trim())
         .await?
         .filter(|u| !u.disabled)
+    else {
+        return Ok(());
+    };
+    // Over the account's limit nothing is sent, with the same answer: the limit must not tell
+    // whether the account exists.
+    let subject = format!("user:{}", user.id);
+    if attempts_left(state, AttemptScope::Reset, &subject, limit)
+        .await
+        .is_err()
     {
-        // Over the account's limit nothing is sent, with the same answer: the limit must
-        // not tell whether the account exists.
-        let subject = format!("user:{}", user.id);
-        if attempts_left(&state, AttemptScope::Reset, &subject, limit)
-            .await
-            .is_err()
-        {
-            return Ok(Json(json!({"ok": true})));
-        }
-        count_attempt(&state, AttemptScope::Reset, &[&subject]).await?;
-        let txn = postern_domain::db::begin_write(db).await?;
-        let issued =
-            auth::issue_token(&txn, user.id, "reset", false, chrono::Duration::hours(1)).await?;
-        commit(txn).await?;
-        let link = format!(
-            "{}/auth/reset_password?token={}",
-            state.ctx.settings().http.public_url,
-            issued.token
-        );
-        let text = format!(
-            "To choose a new password for your Postern account, open this link within an hour:\n{link}\n\n\
-             If you did not ask for this, ignore this email: your password stays as it is."
-        );
-        state
-            .ctx
-            .send_notice(user.id, &user.email, "Reset your Postern password", &text)
-            .await?;
+        return Ok(());
     }
-    Ok(Json(json!({"ok": true})))
+    count_attempt(state, AttemptScope::Reset, &[&subject]).await?;
+    let txn = postern_domain::db::begin_write(db).await?;
+    let issued =
+        auth::issue_token(&txn, user.id, "reset", false, chrono::Duration::hours(1)).await?;
+    commit(txn).await?;
+    let link = format!(
+        "{}/auth/reset_password?token={}",
+        state.ctx.settings().http.public_url,
+        issued.token
+    );
+    let text = format!(
+        "To choose a new password for your Postern account, open this link within an hour:\n{link}\n\n\
+         If you did not ask for this, ignore this email: your password stays as it is."
+    );
+    state
+        .ctx
+        .send_notice(user.id, &user.email, "Reset your Postern password", &text)
+        .await?;
+    Ok(())
 }
 
 /// `POST /api/auth/reset_password` `{token, password}`: completes a reset. Every session and
@@ -565,16 +624,27 @@ pub async fn reset_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.per_minute(&format!("reset:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(password)) = (text(&body, "token"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
-    auth::check_password_rules(&password)?;
-    let hash = state.ctx.hash_password(&password).await?;
+    complete_reset(&state, &ip, &token, &password).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Sets the new password of a reset link's account.
+pub(crate) async fn complete_reset(
+    state: &AppState,
+    ip: &str,
+    token: &str,
+    password: &str,
+) -> Result<(), ApiError> {
+    state.per_minute(&format!("reset:{ip}"), |l| l.login_per_minute)?;
+    auth::check_password_rules(password)?;
+    let hash = state.ctx.hash_password(password).await?;
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
-    let Some(user_id) = auth::redeem_token(&txn, "reset", &token).await? else {
+    let Some(user_id) = auth::redeem_token(&txn, "reset", token).await? else {
         return Err(ApiError::bad_request("Invalid or expired link"));
     };
     let user = accounts::find_user_by_id(&txn, user_id)
@@ -582,8 +652,7 @@ pub async fn reset_password(
         .ok_or_else(|| ApiError::bad_request("Invalid or expired link"))?;
     let user = auth::set_password(&txn, user, hash, None, None).await?;
     commit(txn).await?;
-    tell_password_changed(&state, &user).await?;
-    Ok(Json(json!({"ok": true})))
+    tell_password_changed(state, &user).await
 }
 
 /// Tells the account's address that its password changed and every other sign-in ended.
@@ -621,40 +690,58 @@ pub async fn sudo(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+    grant_sudo(
+        &state,
+        caller,
+        &ip,
+        field("password").as_deref(),
+        field("mfa_token").as_deref(),
+    )
+    .await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Proves the caller is the account's owner again, and opens the sudo window for the
+/// calling key or session. With MFA on, the proof is a code from the authenticator: a
+/// password that leaked with a key is not enough to turn MFA off.
+pub(crate) async fn grant_sudo(
+    state: &AppState,
+    caller: Caller,
+    ip: &str,
+    password: Option<&str>,
+    code: Option<&str>,
+) -> Result<(), ApiError> {
     state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let user = &caller.user;
     let subject = format!("user:{}", user.id);
     let limit = state.ctx.settings().limits.login_per_minute;
-    attempts_left(&state, AttemptScope::Login, &subject, limit).await?;
-    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+    attempts_left(state, AttemptScope::Login, &subject, limit).await?;
     let db = state.ctx.db();
-    // With MFA on, the proof is a code from the authenticator: a password that leaked with
-    // a key is not enough to turn MFA off.
     let proven = if user.totp_secret.is_some() {
-        let Some(code) = field("mfa_token") else {
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Two-factor authentication is on: send mfa_token, a code from your authenticator app",
             ));
         };
-        auth::check_totp(db, user, &code, chrono::Utc::now().timestamp()).await?
+        auth::check_totp(db, user, code, chrono::Utc::now().timestamp()).await?
     } else {
-        let password = field("password").unwrap_or_default();
         state
             .ctx
-            .verify_password(user.password_hash.as_deref(), &password)
+            .verify_password(user.password_hash.as_deref(), password.unwrap_or_default())
             .await?
     };
     if !proven {
-        count_attempt(&state, AttemptScope::Login, &[&subject]).await?;
+        count_attempt(state, AttemptScope::Login, &[&subject]).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
     match caller.credential {
         Credential::Key(key) => auth::grant_sudo(db, key).await?,
         Credential::Session(session) => auth::grant_session_sudo(db, session.id).await?,
     }
-    Ok(Json(json!({"ok": true})))
+    Ok(())
 }
 
 /// `DELETE /api/user` (sudo): deletes the account and everything it owns.
@@ -670,11 +757,16 @@ pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    close_account(&state, &caller).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Deletes the caller's account and everything it owns (sudo).
+pub(crate) async fn close_account(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     caller.require_sudo()?;
     let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
     auth::delete_account(&txn, caller.user.id).await?;
-    commit(txn).await?;
-    Ok(Json(json!({"ok": true})))
+    commit(txn).await
 }
 
 /// `POST /api/api_key` `{device}` (sudo) → 201 `{"api_key": …}`, shown once.
@@ -816,29 +908,41 @@ pub async fn change_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let body = super::json_object(&body)?;
     let current = text(&body, "current_password").unwrap_or_default();
     let new = text(&body, "new_password")
         .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
+    replace_password(&state, caller, &ip, &current, &new).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Changes the password given the current one. Every other session and key ends; the
+/// calling one stays.
+pub(crate) async fn replace_password(
+    state: &AppState,
+    caller: Caller,
+    ip: &str,
+    current: &str,
+    new: &str,
+) -> Result<(), ApiError> {
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let subject = format!("user:{}", caller.user.id);
     let limit = state.ctx.settings().limits.login_per_minute;
-    attempts_left(&state, AttemptScope::Login, &subject, limit).await?;
+    attempts_left(state, AttemptScope::Login, &subject, limit).await?;
     if !state
         .ctx
-        .verify_password(caller.user.password_hash.as_deref(), &current)
+        .verify_password(caller.user.password_hash.as_deref(), current)
         .await?
     {
-        count_attempt(&state, AttemptScope::Login, &[&subject]).await?;
+        count_attempt(state, AttemptScope::Login, &[&subject]).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Invalid password"));
     }
-    auth::check_password_rules(&new)?;
-    let hash = state.ctx.hash_password(&new).await?;
+    auth::check_password_rules(new)?;
+    let hash = state.ctx.hash_password(new).await?;
     let (keep_session, keep_key) = (caller.session_id(), caller.key_id());
     let user =
         auth::set_password(state.ctx.db(), caller.user, hash, keep_session, keep_key).await?;
-    tell_password_changed(&state, &user).await?;
-    Ok(Json(json!({"ok": true})))
+    tell_password_changed(state, &user).await
 }
 
 /// `GET /api/user/cookie_token` → `{"token"}`: a one-time token a native app opens as
@@ -915,11 +1019,20 @@ pub async fn mfa_setup(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    let (secret, uri) = begin_mfa(&state, caller).await?;
+    Ok(Json(json!({"secret": secret, "otpauth_uri": uri})))
+}
+
+/// A new pending TOTP secret and its `otpauth://` URI (sudo).
+pub(crate) async fn begin_mfa(
+    state: &AppState,
+    caller: Caller,
+) -> Result<(String, String), ApiError> {
     caller.require_sudo()?;
     let email = caller.user.email.replace('@', "%40");
     let secret = auth::begin_totp(state.ctx.db(), caller.user).await?;
     let uri = format!("otpauth://totp/Postern:{email}?secret={secret}&issuer=Postern");
-    Ok(Json(json!({"secret": secret, "otpauth_uri": uri})))
+    Ok((secret, uri))
 }
 
 /// `POST /api/mfa/enable` `{code}` (sudo): turns TOTP on with the secret from
@@ -944,13 +1057,25 @@ pub async fn mfa_enable(
     let Some(code) = text(&body, "code") else {
         return Err(ApiError::bad_request("code is required"));
     };
+    confirm_mfa(&state, &caller, &code, text(&body, "secret").as_deref()).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Turns TOTP on once `code` matches the pending secret (sudo).
+pub(crate) async fn confirm_mfa(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    secret: Option<&str>,
+) -> Result<(), ApiError> {
+    caller.require_sudo()?;
     let user = &caller.user;
     let Some(pending) = user.totp_pending.as_deref() else {
         return Err(ApiError::bad_request(
             "Start with POST /api/mfa/setup: it gives the secret to confirm",
         ));
     };
-    if let Some(secret) = text(&body, "secret")
+    if let Some(secret) = secret
         && !secret.trim().eq_ignore_ascii_case(pending)
     {
         return Err(ApiError::bad_request(
@@ -959,12 +1084,12 @@ pub async fn mfa_enable(
     }
     let subject = format!("user:{}", user.id);
     let limit = state.ctx.settings().limits.login_per_minute;
-    attempts_left(&state, AttemptScope::Mfa, &subject, limit).await?;
-    if !auth::confirm_totp(state.ctx.db(), user, &code, chrono::Utc::now().timestamp()).await? {
-        count_attempt(&state, AttemptScope::Mfa, &[&subject]).await?;
+    attempts_left(state, AttemptScope::Mfa, &subject, limit).await?;
+    if !auth::confirm_totp(state.ctx.db(), user, code, chrono::Utc::now().timestamp()).await? {
+        count_attempt(state, AttemptScope::Mfa, &[&subject]).await?;
         return Err(ApiError::bad_request("Wrong TOTP Token"));
     }
-    Ok(Json(json!({"ok": true})))
+    Ok(())
 }
 
 /// `DELETE /api/mfa` (sudo): turns TOTP off.

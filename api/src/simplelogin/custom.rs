@@ -21,7 +21,7 @@ pub struct HostQuery {
 }
 
 /// `(suffix, signed_suffix)` for each alias domain, the user's default domain first.
-fn suffixes(state: &AppState, user: &user::Model) -> Vec<(String, String)> {
+pub(crate) fn suffixes(state: &AppState, user: &user::Model) -> Vec<(String, String)> {
     let now = chrono::Utc::now().timestamp();
     let settings = state.ctx.settings();
     let first = accounts::alias_domain_for(settings, user);
@@ -131,35 +131,23 @@ pub async fn new_v3(
             "request body does not follow the required format",
         ));
     };
-    let prefix = clean_prefix(prefix);
-    if prefix.is_empty() || prefix.len() > 40 {
-        return Err(ApiError::bad_request(
-            "alias prefix invalid format or too long",
-        ));
-    }
+    let prefix = custom_prefix(prefix)?;
     let ids = body
         .get("mailbox_ids")
         .and_then(Value::as_array)
         .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
         .ok_or_else(|| ApiError::bad_request("mailbox_ids must be an array of id"))?;
-    if ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "At least one mailbox must be selected",
-        ));
-    }
-    let owned = accounts::user_mailboxes(state.ctx.db(), user.id).await?;
-    let mut mailboxes = Vec::new();
-    for id in ids {
-        let m = owned
-            .iter()
-            .find(|m| m.id == id && m.verified)
-            .ok_or_else(|| ApiError::bad_request("Errors with Mailbox"))?;
-        mailboxes.push(
-            EmailAddress::parse(&m.email)
-                .map_err(|_| ApiError::bad_request("Errors with Mailbox"))?,
-        );
-    }
-    create(&state, &user, &prefix, signed, &mailboxes, &body).await
+    let mailboxes = chosen_mailboxes(&state, &user, &ids).await?;
+    let alias = create(
+        &state,
+        &user,
+        &prefix,
+        signed,
+        &mailboxes,
+        note_and_name(&body),
+    )
+    .await?;
+    created(&state, alias).await
 }
 
 /// `POST /api/v2/alias/custom/new` (legacy) `{"alias_prefix", "signed_suffix", "note"?}`:
@@ -192,10 +180,11 @@ pub async fn new_v2(
     if prefix.is_empty() {
         return Err(ApiError::bad_request("invalid value for alias_prefix"));
     }
-    create(&state, &user, &prefix, signed, &[], &body).await
+    let alias = create(&state, &user, &prefix, signed, &[], note_and_name(&body)).await?;
+    created(&state, alias).await
 }
 
-async fn quota(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
+pub(crate) async fn quota(state: &AppState, user: &user::Model) -> Result<(), ApiError> {
     if can_create(state, user).await? {
         Ok(())
     } else {
@@ -224,14 +213,70 @@ fn clean_prefix(prefix: &str) -> String {
         .collect()
 }
 
-async fn create(
+/// A custom prefix as typed (v3 and the web page): cleaned, 1 to 40 characters.
+pub(crate) fn custom_prefix(raw: &str) -> Result<String, ApiError> {
+    let prefix = clean_prefix(raw);
+    if prefix.is_empty() || prefix.len() > 40 {
+        return Err(ApiError::bad_request(
+            "alias prefix invalid format or too long",
+        ));
+    }
+    Ok(prefix)
+}
+
+/// The user's verified mailboxes with these ids; at least one.
+pub(crate) async fn chosen_mailboxes(
+    state: &AppState,
+    user: &user::Model,
+    ids: &[i64],
+) -> Result<Vec<EmailAddress>, ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "At least one mailbox must be selected",
+        ));
+    }
+    let owned = accounts::user_mailboxes(state.ctx.db(), user.id).await?;
+    let mut mailboxes = Vec::new();
+    for id in ids {
+        let m = owned
+            .iter()
+            .find(|m| m.id == *id && m.verified)
+            .ok_or_else(|| ApiError::bad_request("Errors with Mailbox"))?;
+        mailboxes.push(
+            EmailAddress::parse(&m.email)
+                .map_err(|_| ApiError::bad_request("Errors with Mailbox"))?,
+        );
+    }
+    Ok(mailboxes)
+}
+
+fn note_and_name(body: &Map<String, Value>) -> (Option<String>, Option<String>) {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    (field("note"), field("name"))
+}
+
+/// `201` with the new alias as SimpleLogin serialises it.
+async fn created(
+    state: &AppState,
+    alias: postern_entity::alias::Model,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut object = serialize::aliases(state.ctx.db(), std::slice::from_ref(&alias))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    object["alias"] = json!(alias.email);
+    Ok((StatusCode::CREATED, Json(object)))
+}
+
+/// Creates `prefix` + the suffix `signed` vouches for, to `mailboxes` (none: the default).
+pub(crate) async fn create(
     state: &AppState,
     user: &user::Model,
     prefix: &str,
     signed: &str,
     mailboxes: &[EmailAddress],
-    body: &Map<String, Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    (note, name): (Option<String>, Option<String>),
+) -> Result<postern_entity::alias::Model, ApiError> {
     state.limit_alias_creation(user.id)?;
     let suffix = suffix::verify(&state.suffix_key, signed, chrono::Utc::now().timestamp())
         .map_err(|e| match e {
@@ -260,7 +305,6 @@ async fn create(
     }
     let address =
         EmailAddress::parse(&full).map_err(|_| ApiError::bad_request("Email alias is invalid"))?;
-    let note = body.get("note").and_then(Value::as_str).map(str::to_string);
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
     let created = accounts::create_alias(
@@ -282,7 +326,7 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    let alias = match body.get("name").and_then(Value::as_str) {
+    let alias = match name {
         Some(name) => {
             let update = accounts::AliasUpdate {
                 name: Some(Some(
@@ -295,10 +339,5 @@ async fn create(
         None => alias,
     };
     txn.commit().await.map_err(DomainError::from)?;
-    let mut object = serialize::aliases(db, std::slice::from_ref(&alias))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    object["alias"] = json!(alias.email);
-    Ok((StatusCode::CREATED, Json(object)))
+    Ok(alias)
 }

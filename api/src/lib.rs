@@ -10,6 +10,7 @@ mod notifications;
 mod openapi;
 mod quarantine;
 pub(crate) mod simplelogin;
+mod web;
 
 use std::future::Future;
 
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             get(notifications::action_page).post(notifications::action_confirm),
         )
         .nest("/api", api)
+        .merge(web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "Not found") })
         .layer(axum::middleware::from_fn(invalidate_caches))
         .with_state(state)

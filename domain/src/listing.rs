@@ -31,6 +31,88 @@ pub async fn alias_page(
     filter: AliasFilter,
     query: Option<&str>,
 ) -> Result<Vec<alias::Model>> {
+    Ok(aliases_of(user_id, filter, query)
+        .order_by_desc(alias::Column::Pinned)
+        .order_by_desc(alias::Column::Id)
+        .offset(page.saturating_mul(PAGE_SIZE))
+        .limit(PAGE_SIZE)
+        .all(db)
+        .await?)
+}
+
+/// Where a page of aliases ends: the last alias shown, in the pinned-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliasCursor {
+    pub pinned: bool,
+    pub id: i64,
+}
+
+impl AliasCursor {
+    pub fn of(a: &alias::Model) -> Self {
+        Self {
+            pinned: a.pinned,
+            id: a.id,
+        }
+    }
+
+    /// `p<0|1>-<id>`, as it travels in a page's link.
+    pub fn encode(&self) -> String {
+        format!("p{}-{}", u8::from(self.pinned), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (pinned, id) = s.strip_prefix('p')?.split_once('-')?;
+        Some(Self {
+            pinned: match pinned {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Up to `limit` of the user's aliases after `after` (pinned first, newest first). Seeks by
+/// the index instead of skipping rows, so the thousandth page costs what the first does.
+pub async fn alias_page_after(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    filter: AliasFilter,
+    query: Option<&str>,
+    after: Option<AliasCursor>,
+    limit: u64,
+) -> Result<Vec<alias::Model>> {
+    let mut select = aliases_of(user_id, filter, query);
+    if let Some(c) = after {
+        let older = alias::Column::Id.lt(c.id);
+        select = select.filter(if c.pinned {
+            Condition::any().add(alias::Column::Pinned.eq(false)).add(
+                Condition::all()
+                    .add(alias::Column::Pinned.eq(true))
+                    .add(older),
+            )
+        } else {
+            Condition::all()
+                .add(alias::Column::Pinned.eq(false))
+                .add(older)
+        });
+    }
+    Ok(select
+        .order_by_desc(alias::Column::Pinned)
+        .order_by_desc(alias::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// The user's aliases (not in the trash) that pass `filter` and contain `query` in their
+/// address, note or name.
+fn aliases_of(
+    user_id: i64,
+    filter: AliasFilter,
+    query: Option<&str>,
+) -> sea_orm::Select<alias::Entity> {
     let mut select = alias::Entity::find()
         .filter(alias::Column::UserId.eq(user_id))
         .filter(alias::Column::DeletedAt.is_null());
@@ -53,13 +135,7 @@ pub async fn alias_page(
                 .add(like(alias::Column::Name)),
         );
     }
-    Ok(select
-        .order_by_desc(alias::Column::Pinned)
-        .order_by_desc(alias::Column::Id)
-        .offset(page.saturating_mul(PAGE_SIZE))
-        .limit(PAGE_SIZE)
-        .all(db)
-        .await?)
+    select
 }
 
 fn escape_like(s: &str) -> String {

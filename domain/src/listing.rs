@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use postern_entity::activity::ActivityKind;
 use postern_entity::{activity, alias, alias_mailbox, contact, mailbox};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
@@ -301,15 +302,33 @@ pub async fn mailboxes_with_use(
         .collect())
 }
 
+/// The kinds of activity SimpleLogin's clients know.
+pub const SIMPLELOGIN_ACTIVITY: &[ActivityKind] = &[
+    ActivityKind::Forward,
+    ActivityKind::Reply,
+    ActivityKind::Block,
+    ActivityKind::Bounce,
+];
+
 /// One page of an alias's activity (forward, reply, block, bounce), newest first, with contacts.
 pub async fn activity_page(
     db: &impl ConnectionTrait,
     alias_id: i64,
     page: u64,
 ) -> Result<Vec<(activity::Model, Option<contact::Model>)>> {
+    activity_page_of(db, alias_id, page, SIMPLELOGIN_ACTIVITY).await
+}
+
+/// One page of an alias's activity of `kinds`, newest first, with contacts.
+pub async fn activity_page_of(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+    page: u64,
+    kinds: &[ActivityKind],
+) -> Result<Vec<(activity::Model, Option<contact::Model>)>> {
     let rows = activity::Entity::find()
         .filter(activity::Column::AliasId.eq(alias_id))
-        .filter(activity::Column::Kind.is_in(["forward", "reply", "block", "bounce"]))
+        .filter(activity::Column::Kind.is_in(kinds.iter().map(|k| k.as_str())))
         .order_by_desc(activity::Column::Id)
         .offset(page.saturating_mul(PAGE_SIZE))
         .limit(PAGE_SIZE)
@@ -474,4 +493,55 @@ pub async fn alias_page_numbered(
         .all(db)
         .await?;
     Ok((page, total))
+}
+
+/// One day of an alias's activity, for its chart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayCount {
+    pub day: chrono::NaiveDate,
+    pub forwards: u32,
+    pub blocks: u32,
+    pub replies: u32,
+}
+
+/// The alias's forwards, blocks and replies per day (UTC) over the last `days` days, oldest
+/// first, today included; days without activity count zero.
+pub async fn daily_activity(
+    db: &impl ConnectionTrait,
+    alias_id: i64,
+    days: u32,
+    today: chrono::NaiveDate,
+) -> Result<Vec<DayCount>> {
+    let days = Ord::max(days, 1);
+    let first = today - chrono::Duration::days(i64::from(days) - 1);
+    let since = first.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let rows: Vec<(ActivityKind, chrono::DateTime<chrono::Utc>)> = activity::Entity::find()
+        .select_only()
+        .column(activity::Column::Kind)
+        .column(activity::Column::CreatedAt)
+        .filter(activity::Column::AliasId.eq(alias_id))
+        .filter(activity::Column::CreatedAt.gte(since))
+        .filter(activity::Column::Kind.is_in(["forward", "block", "reply"]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut out: Vec<DayCount> = (0..days)
+        .map(|i| DayCount {
+            day: first + chrono::Duration::days(i64::from(i)),
+            ..Default::default()
+        })
+        .collect();
+    for (kind, at) in rows {
+        let Ok(i) = usize::try_from((at.date_naive() - first).num_days()) else {
+            continue;
+        };
+        let Some(d) = out.get_mut(i) else { continue };
+        match kind {
+            ActivityKind::Forward => d.forwards += 1,
+            ActivityKind::Block => d.blocks += 1,
+            ActivityKind::Reply => d.replies += 1,
+            _ => {}
+        }
+    }
+    Ok(out)
 }

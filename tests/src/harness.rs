@@ -319,3 +319,24 @@ pub async fn settled(server: &TestServer) {
     })
     .await;
 }
+
+/// Waits for `n` messages at the sink, then returns the word after `marker` in the last one
+/// to `to` (a link's token, a code).
+pub async fn word_in_email(server: &TestServer, to: &str, n: usize, marker: &str) -> String {
+    server.sink.wait_for(n, WAIT).await;
+    let mail = server
+        .sink
+        .for_rcpt(to)
+        .pop()
+        .unwrap_or_else(|| panic!("an email to {to}"));
+    let text = mail.text();
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in:\n{text}"))
+        + marker.len();
+    text[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -168,10 +168,19 @@ pub async fn toggle(
     Path(alias_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
-    let db = state.ctx.db();
-    let alias = super::owned_alias(db, user.id, alias_id).await?;
-    let alias = accounts::toggle_alias(db, alias).await?;
+    let alias = toggle_one(&state, user.id, alias_id).await?;
     Ok(Json(json!({ "enabled": alias.enabled })))
+}
+
+/// Enables the user's alias `alias_id`, or disables it.
+pub(crate) async fn toggle_one(
+    state: &AppState,
+    user_id: i64,
+    alias_id: i64,
+) -> Result<postern_entity::alias::Model, ApiError> {
+    let db = state.ctx.db();
+    let alias = super::owned_alias(db, user_id, alias_id).await?;
+    Ok(accounts::toggle_alias(db, alias).await?)
 }
 
 /// `PATCH|PUT /api/aliases/:id` with any of `note`, `name`, `pinned`, `mailbox_ids`,
@@ -194,20 +203,13 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
-    let db = state.ctx.db();
-    let alias = super::owned_alias(db, user.id, alias_id).await?;
+    let alias = super::owned_alias(state.ctx.db(), user.id, alias_id).await?;
     let mut update = accounts::AliasUpdate::default();
     if let Some(note) = body.get("note") {
         update.note = Some(optional_string(note, "note")?);
     }
     if let Some(name) = body.get("name") {
-        let name = optional_string(name, "name")?.map(|n| n.replace(['\r', '\n'], ""));
-        if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-            return Err(ApiError::bad_request(
-                "Name can't be longer than 128 characters",
-            ));
-        }
-        update.name = Some(name);
+        update.name = Some(alias_name(optional_string(name, "name")?)?);
     }
     if let Some(pinned) = body.get("pinned") {
         update.pinned = Some(
@@ -231,12 +233,33 @@ pub async fn update(
     if body.get("disable_pgp").is_some_and(|v| !v.is_boolean()) {
         return Err(ApiError::bad_request("disable_pgp must be a boolean"));
     }
-    let txn = postern_domain::db::begin_write(db).await?;
-    accounts::update_alias(&txn, alias, update).await?;
+    change(&state, alias, update).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// A display name for an alias: one line, at most 128 characters.
+pub(crate) fn alias_name(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let name = name.map(|n| n.replace(['\r', '\n'], ""));
+    if name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+        return Err(ApiError::bad_request(
+            "Name can't be longer than 128 characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// Applies `update` to an alias of the caller's.
+pub(crate) async fn change(
+    state: &AppState,
+    alias: postern_entity::alias::Model,
+    update: accounts::AliasUpdate,
+) -> Result<postern_entity::alias::Model, ApiError> {
+    let txn = postern_domain::db::begin_write(state.ctx.db()).await?;
+    let alias = accounts::update_alias(&txn, alias, update).await?;
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(alias)
 }
 
 fn optional_string(v: &Value, field: &str) -> Result<Option<String>, ApiError> {
@@ -263,14 +286,21 @@ pub async fn delete(
     Path(alias_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
+    trash(&state, user.id, alias_id).await?;
+    Ok(Json(json!({ "deleted": true })))
+}
+
+/// Deletes the user's alias `alias_id`: to the trash, and its address is never given out
+/// again.
+pub(crate) async fn trash(state: &AppState, user_id: i64, alias_id: i64) -> Result<(), ApiError> {
     let db = state.ctx.db();
-    let alias = super::owned_alias(db, user.id, alias_id).await?;
+    let alias = super::owned_alias(db, user_id, alias_id).await?;
     let txn = postern_domain::db::begin_write(db).await?;
     accounts::trash_alias(&txn, alias).await?;
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;
-    Ok(Json(json!({ "deleted": true })))
+    Ok(())
 }
 
 /// `GET /api/aliases/:id/activities?page_id=N`.

@@ -1029,10 +1029,16 @@ pub(crate) async fn begin_mfa(
     caller: Caller,
 ) -> Result<(String, String), ApiError> {
     caller.require_sudo()?;
-    let email = caller.user.email.replace('@', "%40");
+    let email = caller.user.email.clone();
     let secret = auth::begin_totp(state.ctx.db(), caller.user).await?;
-    let uri = format!("otpauth://totp/Postern:{email}?secret={secret}&issuer=Postern");
+    let uri = otpauth_uri(&email, &secret);
     Ok((secret, uri))
+}
+
+/// The `otpauth://` URI an authenticator app reads a TOTP secret of `email` from.
+pub(crate) fn otpauth_uri(email: &str, secret: &str) -> String {
+    let email = email.replace('@', "%40");
+    format!("otpauth://totp/Postern:{email}?secret={secret}&issuer=Postern")
 }
 
 /// `POST /api/mfa/enable` `{code}` (sudo): turns TOTP on with the secret from

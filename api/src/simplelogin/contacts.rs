@@ -60,20 +60,37 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let alias_id = super::parse_id(&alias_id)?;
     let body = super::json_object(&body)?;
+    let raw = body
+        .get("contact")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (contact, existed) = reverse_alias_for(&state, user.id, alias_id, raw).await?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(serialize::contact(&contact, None, existed))))
+}
+
+/// The contact (and so the reverse alias) for writing from alias `alias_id` to `raw`
+/// (`Name <address>` or an address), created unless it exists; `true` when it existed.
+pub(crate) async fn reverse_alias_for(
+    state: &AppState,
+    user_id: i64,
+    alias_id: i64,
+    raw: &str,
+) -> Result<(postern_entity::contact::Model, bool), ApiError> {
     // New contacts are new people the account can write to: bounded, so an account
     // cannot be used as a spam relay.
     state.limit(
-        &format!("contacts:{}", user.id),
+        &format!("contacts:{user_id}"),
         state.ctx.settings().limits.contacts_per_user_per_hour,
         crate::limit::HOUR,
     )?;
     let db = state.ctx.db();
-    let alias = super::owned_alias(db, user.id, alias_id).await?;
-    let raw = body
-        .get("contact")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .unwrap_or_default();
+    let alias = super::owned_alias(db, user_id, alias_id).await?;
+    let raw = raw.trim();
     if raw.is_empty() {
         return Err(ApiError::bad_request(
             "Empty address is not a valid email address",
@@ -86,10 +103,7 @@ pub async fn create(
         return Err(invalid());
     }
     if let Some(existing) = accounts::find_contact(db, alias.id, address.as_str()).await? {
-        return Ok((
-            StatusCode::OK,
-            Json(serialize::contact(&existing, None, true)),
-        ));
+        return Ok((existing, true));
     }
     let txn = postern_domain::db::begin_write(db).await?;
     let contact = accounts::get_or_create_contact(
@@ -104,10 +118,7 @@ pub async fn create(
     txn.commit()
         .await
         .map_err(postern_domain::DomainError::from)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serialize::contact(&contact, None, false)),
-    ))
+    Ok((contact, false))
 }
 
 /// `First Last <first@example.com>` → (`Some("First Last")`, `first@example.com`).
@@ -164,12 +175,21 @@ pub async fn toggle(
     Path(contact_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let contact_id = super::parse_id(&contact_id)?;
+    let contact = toggle_block(&state, user.id, contact_id).await?;
+    Ok(Json(json!({ "block_forward": contact.blocked })))
+}
+
+/// Blocks the user's contact `contact_id`, or unblocks it.
+pub(crate) async fn toggle_block(
+    state: &AppState,
+    user_id: i64,
+    contact_id: i64,
+) -> Result<postern_entity::contact::Model, ApiError> {
     let db = state.ctx.db();
-    let contact = accounts::user_contact(db, user.id, contact_id)
+    let contact = accounts::user_contact(db, user_id, contact_id)
         .await?
         .ok_or_else(ApiError::forbidden)?;
-    let contact = accounts::toggle_contact_block(db, contact).await?;
-    Ok(Json(json!({ "block_forward": contact.blocked })))
+    Ok(accounts::toggle_contact_block(db, contact).await?)
 }
 
 #[cfg(test)]

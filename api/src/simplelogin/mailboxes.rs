@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::State;
 use postern_domain::listing;
+use postern_entity::{mailbox, user};
 use serde_json::{Value, json};
 
 use super::serialize;
@@ -65,13 +66,44 @@ pub async fn create(
     ApiUser(user): ApiUser,
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
-    use postern_domain::{DomainError, EmailAddress, accounts, auth};
-    state.per_minute(&format!("mailbox:{}", user.id), |l| l.alias_per_minute)?;
+    let counted = count_mailbox_add(&state, user.id)?;
     let body = super::json_object(&body)?;
     let email = body
         .get("email")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::bad_request("Invalid email"))?;
+    let mailbox = add_mailbox(&state, &user, counted, email).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serialize::mailbox(&mailbox, user.default_mailbox_id, 0)),
+    ))
+}
+
+/// Proof that adding a mailbox was counted against the caller's rate limit: [`add_mailbox`]
+/// takes one, so no caller can skip the count.
+pub(crate) struct MailboxAddCounted(());
+
+/// Counts one mailbox addition by `user_id`: `429` past the per-minute limit. The API counts
+/// before it reads the body, so malformed requests count too.
+pub(crate) fn count_mailbox_add(
+    state: &AppState,
+    user_id: i64,
+) -> Result<MailboxAddCounted, ApiError> {
+    state.per_minute(&format!("mailbox:{user_id}"), |l| l.alias_per_minute)?;
+    Ok(MailboxAddCounted(()))
+}
+
+/// Adds `email` as an unverified mailbox of `user` and emails the address a verification link
+/// (valid a day). When the address is already another account's mailbox, the email says it
+/// cannot be added instead, and the caller is answered exactly the same: nothing about anyone
+/// else is revealed. Only the caller's own duplicate is refused.
+pub(crate) async fn add_mailbox(
+    state: &AppState,
+    user: &user::Model,
+    _counted: MailboxAddCounted,
+    email: &str,
+) -> Result<mailbox::Model, ApiError> {
+    use postern_domain::{DomainError, EmailAddress, accounts, auth};
     let email = EmailAddress::parse(email)
         .map_err(|_| ApiError::bad_request("Invalid email: This email address is not valid"))?;
     let settings = state.ctx.settings();
@@ -82,7 +114,7 @@ pub async fn create(
     }
     let db = state.ctx.db();
     let txn = postern_domain::db::begin_write(db).await?;
-    let pending = match accounts::add_unverified_mailbox(&txn, settings, &user, &email).await {
+    let pending = match accounts::add_unverified_mailbox(&txn, settings, user, &email).await {
         Ok(m) => m,
         // The caller's own mailbox: nothing about anyone else is revealed.
         Err(DomainError::Conflict(_)) => return Err(ApiError::bad_request("Email already used")),
@@ -133,10 +165,7 @@ pub async fn create(
             &text,
         )
         .await?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(serialize::mailbox(&mailbox, user.default_mailbox_id, 0)),
-    ))
+    Ok(mailbox)
 }
 
 #[derive(serde::Deserialize)]
@@ -235,9 +264,7 @@ pub async fn update(
     use postern_domain::accounts;
     let id = super::parse_id(&id)?;
     let db = state.ctx.db();
-    let mailbox = accounts::user_mailbox(db, user.id, id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
+    let mailbox = owned_mailbox(db, user.id, id).await?;
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
@@ -279,18 +306,41 @@ pub async fn delete(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    use postern_domain::{DomainError, accounts};
     let id = super::parse_id(&id)?;
-    let db = state.ctx.db();
-    let mailbox = accounts::user_mailbox(db, user.id, id)
-        .await?
-        .ok_or_else(ApiError::forbidden)?;
     let transfer = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("transfer_aliases_to").and_then(Value::as_i64))
         .filter(|id| *id >= 0);
-    let txn = postern_domain::db::begin_write(db).await?;
-    accounts::delete_mailbox(&txn, &user, mailbox, transfer).await?;
-    txn.commit().await.map_err(DomainError::from)?;
+    delete_mailbox(&state, &user, id, transfer).await?;
     Ok(Json(json!({"deleted": true})))
+}
+
+/// One of the caller's mailboxes by id; another user's answers exactly like a missing one
+/// (`403 Forbidden`), so ids cannot be probed.
+pub(crate) async fn owned_mailbox(
+    db: &impl sea_orm::ConnectionTrait,
+    user_id: i64,
+    id: i64,
+) -> Result<mailbox::Model, ApiError> {
+    postern_domain::accounts::user_mailbox(db, user_id, id)
+        .await?
+        .ok_or_else(ApiError::forbidden)
+}
+
+/// Deletes one of `user`'s mailboxes (never the default one). Its aliases move to
+/// `transfer_to`, another of the user's verified mailboxes; without one, the aliases that
+/// forwarded only to it are deleted for good (those with another mailbox keep that one).
+pub(crate) async fn delete_mailbox(
+    state: &AppState,
+    user: &user::Model,
+    id: i64,
+    transfer_to: Option<i64>,
+) -> Result<(), ApiError> {
+    use postern_domain::{DomainError, accounts};
+    let db = state.ctx.db();
+    let mailbox = owned_mailbox(db, user.id, id).await?;
+    let txn = postern_domain::db::begin_write(db).await?;
+    accounts::delete_mailbox(&txn, user, mailbox, transfer_to).await?;
+    txn.commit().await.map_err(DomainError::from)?;
+    Ok(())
 }

@@ -155,15 +155,46 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A user's settings as the API and the settings page show them: the sender format read
+/// back through its parser (an unknown one shows as the default) and the domain new random
+/// aliases actually go on.
+pub(crate) struct CurrentSettings<'a> {
+    pub alias_generator: &'a str,
+    pub notification: bool,
+    pub random_alias_default_domain: String,
+    pub sender_format: &'static str,
+    pub random_alias_suffix: &'a str,
+    pub block_behaviour: &'a str,
+    pub dmarc_quarantine: &'a str,
+}
+
+pub(crate) fn current_settings<'a>(
+    state: &AppState,
+    u: &'a postern_entity::user::Model,
+) -> CurrentSettings<'a> {
+    CurrentSettings {
+        alias_generator: &u.alias_generator,
+        notification: u.notification,
+        random_alias_default_domain: accounts::alias_domain_for(state.ctx.settings(), u),
+        sender_format: postern_domain::rewrite::SenderFormat::parse(&u.sender_format)
+            .unwrap_or_default()
+            .as_str(),
+        random_alias_suffix: &u.random_alias_suffix,
+        block_behaviour: &u.block_behaviour,
+        dmarc_quarantine: &u.dmarc_quarantine,
+    }
+}
+
 fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
+    let s = current_settings(state, u);
     json!({
-        "alias_generator": u.alias_generator,
-        "notification": u.notification,
-        "random_alias_default_domain": accounts::alias_domain_for(state.ctx.settings(), u),
-        "sender_format": postern_domain::rewrite::SenderFormat::parse(&u.sender_format).unwrap_or_default().as_str(),
-        "random_alias_suffix": u.random_alias_suffix,
-        "block_behaviour": u.block_behaviour,
-        "dmarc_quarantine": u.dmarc_quarantine,
+        "alias_generator": s.alias_generator,
+        "notification": s.notification,
+        "random_alias_default_domain": s.random_alias_default_domain,
+        "sender_format": s.sender_format,
+        "random_alias_suffix": s.random_alias_suffix,
+        "block_behaviour": s.block_behaviour,
+        "dmarc_quarantine": s.dmarc_quarantine,
     })
 }
 

@@ -119,7 +119,7 @@ pub(crate) fn json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>
 }
 
 /// The caller's alias `alias_id`; another user's answers exactly like a missing one.
-async fn owned_alias(
+pub(crate) async fn owned_alias(
     db: &impl sea_orm::ConnectionTrait,
     user_id: i64,
     alias_id: i64,

@@ -4,22 +4,7 @@ use serde_json::{Value, json};
 
 /// The text after `marker` in the newest email to `to`, up to whitespace.
 async fn from_email(server: &TestServer, to: &str, n: usize, marker: &str) -> String {
-    server.sink.wait_for(n, WAIT).await;
-    let mail = server
-        .sink
-        .for_rcpt(to)
-        .pop()
-        .expect("an email to the user");
-    let text = mail.text();
-    let start = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} in:\n{text}"))
-        + marker.len();
-    text[start..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    postern_tests::harness::word_in_email(server, to, n, marker).await
 }
 
 async fn post(server: &TestServer, path: &str, body: Value) -> postern_tests::http::Reply {

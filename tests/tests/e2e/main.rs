@@ -15,6 +15,7 @@ mod mtasts;
 mod privacy;
 mod queue;
 mod reply;
+mod web;
 mod worker;
 
 use postern_tests::harness::TestServer;

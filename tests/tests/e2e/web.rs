@@ -1,0 +1,281 @@
+//! The web UI over real HTTP: security headers, CSRF, per-user isolation, paging and page
+//! weight. The browser scenario is in `browser.rs`.
+
+use postern_domain::auth::{self, SessionOrigin};
+use postern_tests::harness::TestServer;
+use postern_tests::http::{Reply, http};
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// A logged-in browser session of `email`: (cookie header value, CSRF token).
+async fn session(server: &TestServer, email: &str) -> (String, String) {
+    let db = server.running().ctx.db();
+    let user = postern_domain::accounts::require_user(db, email)
+        .await
+        .expect("user");
+    let (token, csrf) = auth::create_session(db, user.id, SessionOrigin::Login)
+        .await
+        .expect("session");
+    (format!("postern_session={token}"), csrf)
+}
+
+async fn get(server: &TestServer, cookie: &str, path: &str) -> Reply {
+    http(server.http(), "GET", path, &[("Cookie", cookie)], None).await
+}
+
+async fn post(server: &TestServer, cookie: &str, path: &str, body: &str) -> Reply {
+    http(
+        server.http(),
+        "POST",
+        path,
+        &[("Cookie", cookie), FORM],
+        Some(body),
+    )
+    .await
+}
+
+async fn alias_id(server: &TestServer, address: &str) -> i64 {
+    postern_domain::accounts::find_alias(server.running().ctx.db(), address)
+        .await
+        .expect("query")
+        .expect("alias")
+        .id
+}
+
+async fn enabled(server: &TestServer, address: &str) -> bool {
+    postern_domain::accounts::find_alias(server.running().ctx.db(), address)
+        .await
+        .expect("query")
+        .expect("alias")
+        .enabled
+}
+
+#[tokio::test]
+async fn pages_forbid_inline_scripts_and_framing_and_are_not_cached() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    let (cookie, _) = session(&server, "me@real.test").await;
+    let pages = [
+        ("/login", ""),
+        ("/signup", ""),
+        ("/forgot", ""),
+        ("/dashboard", cookie.as_str()),
+        ("/settings", cookie.as_str()),
+    ];
+    for (path, cookie) in pages {
+        let r = get(&server, cookie, path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        let scripts = csp
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src"))
+            .unwrap_or_default();
+        assert_eq!(scripts, "script-src 'self'", "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+        assert!(!r.body.contains("<script>"), "{path}: no inline script");
+        assert!(!r.body.contains(" style="), "{path}: no inline style");
+        // Nothing is loaded from another host.
+        for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(!r.body.contains(attr), "{path} loads {attr}");
+        }
+    }
+    let css = get(&server, "", "/assets/app.css").await;
+    assert_eq!(css.status, 200);
+    assert!(
+        css.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test]
+async fn a_logged_out_visitor_is_sent_to_the_login_page() {
+    let server = TestServer::start().await;
+    let r = get(&server, "", "/").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login"));
+    let r = get(&server, "", "/aliases/1?page=2").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/login?next=/aliases/1%3Fpage%3D2")
+    );
+    // A stale or forged cookie is no session.
+    let r = get(&server, "postern_session=forged", "/dashboard").await;
+    assert_eq!(r.status, 303);
+}
+
+#[tokio::test]
+async fn logging_in_sets_a_strict_cookie_and_a_login_form_needs_its_token() {
+    let server = TestServer::start_with(&[("http.public_url", "https://mail.example.test")]).await;
+    server.add_user("me@real.test").await;
+    server
+        .set_password("me@real.test", "a long passphrase")
+        .await;
+    // The form's token comes with its own cookie.
+    let page = get(&server, "", "/login").await;
+    let form_cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("form cookie")
+        .to_string();
+    let token = form_cookie
+        .split_once('=')
+        .expect("name=value")
+        .1
+        .to_string();
+    assert!(page.body.contains(&token));
+    // Without the cookie (a cross-site post cannot send it), the form is refused.
+    let body = format!("csrf={token}&email=me%40real.test&password=a+long+passphrase");
+    let refused = post(&server, "", "/login", &body).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.header("set-cookie").is_none());
+    // Wrong password: the page says so, with 400.
+    let wrong = post(
+        &server,
+        &form_cookie,
+        "/login",
+        &format!("csrf={token}&email=me%40real.test&password=wrong+password"),
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.body.contains("Email or password incorrect"));
+    let ok = post(&server, &form_cookie, "/login", &body).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.header("location"), Some("/dashboard"));
+    let cookie = ok.header("set-cookie").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_token_changes_nothing() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    let alias = server
+        .add_alias("me@real.test", Some("shop@alias.test"), &[])
+        .await;
+    let id = alias_id(&server, &alias).await;
+    let (cookie, csrf) = session(&server, "me@real.test").await;
+    let path = format!("/aliases/{id}/toggle");
+    for body in ["", "csrf=", "csrf=0000", &format!("csrf={}x", csrf)] {
+        let r = post(&server, &cookie, &path, body).await;
+        assert!(r.status == 403 || r.status == 422, "{body}: {}", r.status);
+        assert!(enabled(&server, &alias).await, "{body} changed the alias");
+    }
+    let r = post(&server, &cookie, &path, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    assert!(!enabled(&server, &alias).await);
+}
+
+#[tokio::test]
+async fn one_person_never_sees_or_changes_anothers_aliases() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    server.add_user("other@work.test").await;
+    let mine = server
+        .add_alias("me@real.test", Some("mine@alias.test"), &[])
+        .await;
+    let id = alias_id(&server, &mine).await;
+    let (cookie, csrf) = session(&server, "other@work.test").await;
+    let page = get(&server, &cookie, &format!("/aliases/{id}")).await;
+    assert_eq!(page.status, 404);
+    assert!(!page.body.contains(&mine));
+    let dashboard = get(&server, &cookie, "/dashboard?q=mine").await;
+    assert!(!dashboard.body.contains(&mine));
+    for action in ["toggle", "pin", "delete"] {
+        let r = post(
+            &server,
+            &cookie,
+            &format!("/aliases/{id}/{action}"),
+            &format!("csrf={csrf}"),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{action}");
+    }
+    let r = post(
+        &server,
+        &cookie,
+        &format!("/aliases/{id}/contacts"),
+        &format!("csrf={csrf}&contact=x%40ext.test"),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(enabled(&server, &mine).await);
+    assert!(
+        postern_domain::accounts::find_alias(server.running().ctx.db(), &mine)
+            .await
+            .expect("query")
+            .is_some_and(|a| !a.pinned && a.deleted_at.is_none())
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_pages_through_every_alias_once_and_searches() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    for i in 0..45 {
+        server
+            .add_alias("me@real.test", Some(&format!("a{i:02}@alias.test")), &[])
+            .await;
+    }
+    let (cookie, csrf) = session(&server, "me@real.test").await;
+    // Pin one from the middle: it comes first, and only once.
+    let pinned = alias_id(&server, "a20@alias.test").await;
+    post(
+        &server,
+        &cookie,
+        &format!("/aliases/{pinned}/pin"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut path = "/dashboard".to_string();
+    let mut pages = 0;
+    // Bounded: a next link that went nowhere new would otherwise loop.
+    while pages < 10 {
+        let r = get(&server, &cookie, &path).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() < 100 * 1024, "{} bytes", r.body.len());
+        let on_page: Vec<String> = r
+            .body
+            .match_indices("data-alias=\"")
+            .map(|(i, m)| {
+                let rest = &r.body[i + m.len()..];
+                rest[..rest.find('"').unwrap_or(0)].to_string()
+            })
+            .collect();
+        assert!(on_page.len() <= 20);
+        seen.extend(on_page);
+        pages += 1;
+        match r
+            .body
+            .split("rel=\"next\"")
+            .next()
+            .and_then(|b| b.rsplit("href=\"").next())
+        {
+            Some(href) if r.body.contains("rel=\"next\"") => {
+                path = href[..href.find('"').unwrap_or(0)]
+                    .replace("&#38;", "&")
+                    .replace("&amp;", "&");
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 45);
+    assert_eq!(seen[0], "a20@alias.test");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 45, "no alias twice");
+    let found = get(&server, &cookie, "/dashboard?q=A07").await;
+    assert!(found.body.contains("data-alias=\"a07@alias.test\""));
+    assert_eq!(found.body.matches("data-alias=").count(), 1);
+    let pinned_only = get(&server, &cookie, "/dashboard?filter=pinned").await;
+    assert_eq!(pinned_only.body.matches("data-alias=").count(), 1);
+}

@@ -6,6 +6,7 @@ mod admin;
 mod api;
 mod auth;
 mod bounces;
+mod browser;
 mod dkim;
 mod forward;
 mod gateway;

@@ -104,6 +104,13 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<String> {
 
 pub const SESSION_COOKIE: &str = "postern_session";
 
+/// `Set-Cookie` that ends the browser's session cookie.
+pub fn cleared_session_cookie() -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_static(
+        "postern_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+    )
+}
+
 /// The session token in the request's cookie, if any.
 pub fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
     headers

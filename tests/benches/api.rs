@@ -1,6 +1,8 @@
 //! API speed: random-alias creation requests per second, `GET /api/v2/aliases` latency for
 //! a user with 100,000 aliases (first page and a deep page), and logins per second (argon2id)
-//! with the latency of other requests during that login flood, over real HTTP on loopback.
+//! with the latency of other requests during that login flood, and the web dashboard's latency
+//! and weight for that user (first page, a page deep in the list, a search), over real HTTP on
+//! loopback.
 //!
 //!   cargo bench -p postern-tests --bench api [-- ALIASES REQUESTS]
 //!
@@ -83,6 +85,7 @@ async fn main() {
     );
 
     login_flood(&server, &key, requests).await;
+    dashboard(&server, user.id, ids[ids.len() / 2], requests).await;
 
     for (label, path) in [
         ("first page", "/api/v2/aliases?page_id=0".to_string()),
@@ -103,6 +106,46 @@ async fn main() {
             aliases + requests,
             p(0.50),
             p(0.99)
+        );
+    }
+}
+
+/// The web UI with `aliases` aliases: `GET /dashboard` first page, a page half-way down (by its
+/// cursor, as the "Next page" links carry it), and a search, each `requests` times.
+async fn dashboard(server: &TestServer, user_id: i64, middle_id: i64, requests: usize) {
+    let (token, _) = postern_domain::auth::create_session(
+        server.running().ctx.db(),
+        user_id,
+        postern_domain::auth::SessionOrigin::Login,
+    )
+    .await
+    .expect("session");
+    let cookie = format!("postern_session={token}");
+    for (label, path) in [
+        ("first page", "/dashboard".to_string()),
+        (
+            "half-way down",
+            format!("/dashboard?q=&filter=all&after=p0-{middle_id}"),
+        ),
+        ("search", "/dashboard?q=bulk4242&filter=all".to_string()),
+    ] {
+        let mut times: Vec<Duration> = Vec::with_capacity(requests);
+        let mut bytes = 0;
+        for _ in 0..requests {
+            let t = Instant::now();
+            let r = http(server.http(), "GET", &path, &[("Cookie", &cookie)], None).await;
+            times.push(t.elapsed());
+            assert_eq!(r.status, 200, "{path}");
+            assert!(r.body.contains("data-alias="), "{path} lists aliases");
+            bytes = r.body.len();
+        }
+        times.sort();
+        let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+        println!(
+            "GET /dashboard ({label}): p50 {:.2?}  p99 {:.2?}  {:.1} KiB",
+            p(0.50),
+            p(0.99),
+            bytes as f64 / 1024.0
         );
     }
 }

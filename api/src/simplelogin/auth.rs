@@ -866,13 +866,10 @@ pub async fn logout(
         }
         Credential::Session(session) => {
             auth::end_session(db, session.id).await?;
-            let clear = format!(
-                "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-                crate::extract::SESSION_COOKIE
+            out.insert(
+                axum::http::header::SET_COOKIE,
+                crate::extract::cleared_session_cookie(),
             );
-            if let Ok(value) = clear.parse() {
-                out.insert(axum::http::header::SET_COOKIE, value);
-            }
         }
     }
     Ok((out, Json(json!({"msg": "User is logged out"}))))

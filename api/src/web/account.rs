@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -177,13 +177,9 @@ async fn logout(
         auth::end_session(state.ctx.db(), id).await?;
     }
     let mut response = super::back_to("/login");
-    let clear = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        crate::extract::SESSION_COOKIE
-    );
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, crate::extract::cleared_session_cookie());
     Ok(response)
 }
 

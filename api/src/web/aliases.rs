@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/aliases/{id}/toggle", post(toggle))
         .route("/aliases/{id}/pin", post(pin))
         .route("/aliases/{id}/edit", post(edit))
+        .route("/aliases/{id}/mailboxes", post(set_mailboxes))
         .route("/aliases/{id}/delete", get(delete_page).post(delete))
         .route("/aliases/{id}/contacts", post(new_contact))
         .route("/contacts/{id}/block", post(block_contact))
@@ -327,6 +328,34 @@ async fn edit(
     Ok(back_to(&back(form.back.as_deref(), id)))
 }
 
+/// The alias's mailboxes, from repeated `mailbox` fields; at least one.
+async fn set_mailboxes(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<i64>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str());
+    user.check(csrf.unwrap_or_default())?;
+    let ids: Vec<i64> = fields
+        .iter()
+        .filter(|(k, _)| k == "mailbox")
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    let alias = crate::simplelogin::owned_alias(state.ctx.db(), user.id(), id).await?;
+    let update = AliasUpdate {
+        mailbox_ids: Some(ids),
+        ..Default::default()
+    };
+    match api_aliases::change(&state, alias, update).await {
+        Ok(_) => Ok(back_to(&format!("/aliases/{id}"))),
+        Err(e) => alias_view(&state, &user, id, AliasQuery::default(), Some(&e.message)).await,
+    }
+}
+
 #[derive(Template)]
 #[template(path = "alias_delete.html")]
 struct DeletePage<'a> {
@@ -397,6 +426,8 @@ struct AliasPage<'a> {
     name: &'a str,
     note: &'a str,
     mailboxes: Vec<String>,
+    /// Every verified mailbox of the owner: (id, address, forwards this alias there).
+    choices: Vec<(i64, String, bool)>,
     forwards: i64,
     blocks: i64,
     replies: i64,
@@ -451,13 +482,20 @@ async fn alias_view(
         .await?
         .remove(&id)
         .unwrap_or_default();
-    let mailboxes = listing::alias_mailboxes(db, &[id])
+    let linked = listing::alias_mailboxes(db, &[id])
         .await?
         .remove(&id)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let choices = accounts::user_mailboxes(db, user.id())
+        .await?
         .into_iter()
-        .map(|m| m.email)
+        .filter(|m| m.verified)
+        .map(|m| {
+            let on = linked.iter().any(|l| l.id == m.id);
+            (m.id, m.email, on)
+        })
         .collect();
+    let mailboxes = linked.into_iter().map(|m| m.email).collect();
     let today = chrono::Utc::now().date_naive();
     let days = listing::daily_activity(db, id, 30, today).await?;
     let (bars, peak) = chart(&days);
@@ -510,6 +548,7 @@ async fn alias_view(
         name: alias.name.as_deref().unwrap_or_default(),
         note: alias.note.as_deref().unwrap_or_default(),
         mailboxes,
+        choices,
         forwards: stats.forwards,
         blocks: stats.blocks,
         replies: stats.replies,

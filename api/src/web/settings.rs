@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -593,13 +593,9 @@ async fn delete_account(
                   never be given to anyone else. Goodbye.",
         link: Some(("/signup", "Create a new account")),
     });
-    let clear = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
-        crate::extract::SESSION_COOKIE
-    );
-    if let Ok(value) = HeaderValue::from_str(&clear) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, crate::extract::cleared_session_cookie());
     Ok(response)
 }
 

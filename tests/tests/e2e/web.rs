@@ -279,3 +279,177 @@ async fn the_dashboard_pages_through_every_alias_once_and_searches() {
     let pinned_only = get(&server, &cookie, "/dashboard?filter=pinned").await;
     assert_eq!(pinned_only.body.matches("data-alias=").count(), 1);
 }
+
+/// The form token of a page shown before login: (cookie, token).
+async fn form_token(server: &TestServer, path: &str) -> (String, String) {
+    let page = get(server, "", path).await;
+    assert_eq!(page.status, 200, "{path}: {}", page.body);
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("form cookie")
+        .to_string();
+    let token = cookie.split_once('=').expect("name=value").1.to_string();
+    (cookie, token)
+}
+
+/// The value of the hidden field `name` in a page.
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name} in {body}"))
+        + marker.len();
+    body[start..][..body[start..].find('"').unwrap_or(0)].to_string()
+}
+
+fn form_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_login_with_two_factor_asks_for_the_code_and_a_wrong_one_fails() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    server
+        .set_password("me@real.test", "a long passphrase")
+        .await;
+    let secret = server.enable_totp("me@real.test").await;
+    let (cookie, token) = form_token(&server, "/login").await;
+    let step = post(
+        &server,
+        &cookie,
+        "/login",
+        &format!("csrf={token}&email=me%40real.test&password=a+long+passphrase"),
+    )
+    .await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(
+        step.header("set-cookie").is_none(),
+        "no session before the code"
+    );
+    let mfa_key = hidden(&step.body, "mfa_key");
+    let code_form = |code: &str| {
+        format!(
+            "csrf={token}&mfa_key={}&code={code}&next=%2Fsettings",
+            form_escape(&mfa_key)
+        )
+    };
+    let wrong = post(&server, &cookie, "/login/code", &code_form("000000")).await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.header("set-cookie").is_none());
+    let now = chrono::Utc::now().timestamp();
+    let code = postern_domain::auth::totp_at(&secret, now.div_euclid(30)).expect("code");
+    let ok = post(&server, &cookie, "/login/code", &code_form(&code)).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.header("location"), Some("/settings"));
+    assert!(
+        ok.header("set-cookie")
+            .is_some_and(|c| c.starts_with("postern_session="))
+    );
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_from_the_emailed_link_once() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    server
+        .set_password("me@real.test", "a long passphrase")
+        .await;
+    let (cookie, token) = form_token(&server, "/forgot").await;
+    let sent = post(
+        &server,
+        &cookie,
+        "/forgot",
+        &format!("csrf={token}&email=me%40real.test"),
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    // The same answer for an address with no account.
+    let unknown = post(
+        &server,
+        &cookie,
+        "/forgot",
+        &format!("csrf={token}&email=nobody%40real.test"),
+    )
+    .await;
+    assert_eq!(unknown.status, 200);
+    assert_eq!(sent.body, unknown.body);
+    let link = postern_tests::harness::word_in_email(&server, "me@real.test", 1, "token=").await;
+    let page = get(
+        &server,
+        &cookie,
+        &format!("/auth/reset_password?token={link}"),
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(hidden(&page.body, "token"), link);
+    let body = format!("csrf={token}&token={link}&password=a+new+long+passphrase");
+    let done = post(&server, &cookie, "/auth/reset_password", &body).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Password changed"));
+    let again = post(&server, &cookie, "/auth/reset_password", &body).await;
+    assert_eq!(again.status, 400, "a link works once");
+    let (cookie, token) = form_token(&server, "/login").await;
+    let login = post(
+        &server,
+        &cookie,
+        "/login",
+        &format!("csrf={token}&email=me%40real.test&password=a+new+long+passphrase"),
+    )
+    .await;
+    assert_eq!(login.status, 303, "{}", login.body);
+}
+
+#[tokio::test]
+async fn an_alias_is_moved_between_mailboxes_and_never_left_without_one() {
+    let server = TestServer::start().await;
+    server.add_user("me@real.test").await;
+    server.add_mailbox("me@real.test", "work@work.test").await;
+    let alias = server
+        .add_alias("me@real.test", Some("shop@alias.test"), &[])
+        .await;
+    let id = alias_id(&server, &alias).await;
+    let db = server.running().ctx.db();
+    let boxes = postern_domain::accounts::user_mailboxes(db, {
+        postern_domain::accounts::require_user(db, "me@real.test")
+            .await
+            .expect("user")
+            .id
+    })
+    .await
+    .expect("mailboxes");
+    let work = boxes
+        .iter()
+        .find(|m| m.email == "work@work.test")
+        .expect("work");
+    let (cookie, csrf) = session(&server, "me@real.test").await;
+    let path = format!("/aliases/{id}/mailboxes");
+    let moved = post(
+        &server,
+        &cookie,
+        &path,
+        &format!("csrf={csrf}&mailbox={}", work.id),
+    )
+    .await;
+    assert_eq!(moved.status, 303, "{}", moved.body);
+    let linked = postern_domain::listing::alias_mailboxes(db, &[id])
+        .await
+        .expect("links")
+        .remove(&id)
+        .unwrap_or_default();
+    assert_eq!(
+        linked.iter().map(|m| m.email.as_str()).collect::<Vec<_>>(),
+        ["work@work.test"]
+    );
+    let none = post(&server, &cookie, &path, &format!("csrf={csrf}")).await;
+    assert_eq!(none.status, 400, "{}", none.body);
+    assert!(none.body.contains("role=\"alert\""));
+}

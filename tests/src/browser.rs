@@ -92,8 +92,25 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Clicks something that stays on the page (a `<summary>`, a copy button).
     pub async fn click(&self, css: &str) {
         self.find(css).await.click().await.expect("click");
+    }
+
+    /// Clicks a link or a form's button and waits until the next page has loaded: the old
+    /// document gone, the new one complete. Reading right after a click could see either.
+    pub async fn follow(&self, css: &str) {
+        let old = self.find("html").await;
+        self.click(css).await;
+        for _ in 0..400 {
+            if old.tag_name().await.is_err()
+                && self.eval("return document.readyState;").await == "complete"
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no new page within 10 s of clicking {css}");
     }
 
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {

@@ -14,7 +14,7 @@ async fn log_in(b: &Browser, base: &str, email: &str, password: &str) {
     b.goto(&format!("{base}/login")).await;
     b.fill("#email", email).await;
     b.fill("#password", password).await;
-    b.click("form[action='/login'] button[type=submit]").await;
+    b.follow("form[action='/login'] button[type=submit]").await;
     let url = b.url().await;
     assert!(url.ends_with("/dashboard"), "after login: {url}");
 }
@@ -39,11 +39,11 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     b.goto(&format!("{base}/signup")).await;
     b.fill("#email", PERSON).await;
     b.fill("#password", PASSWORD).await;
-    b.click("form[action='/signup'] button[type=submit]").await;
+    b.follow("form[action='/signup'] button[type=submit]").await;
     assert!(b.text().await.contains("Check your email"));
     let token = word_in_email(&server, PERSON, 1, "token=").await;
     b.goto(&format!("{base}/auth/activate?token={token}")).await;
-    b.click("button[type=submit]").await;
+    b.follow("button[type=submit]").await;
     b.screenshot("01-confirmed").await;
 
     // 2. Log in: the dashboard, empty.
@@ -51,7 +51,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     assert!(b.text().await.contains("No aliases yet"));
 
     // 3. A random alias in one click, shown ready to copy.
-    b.click("#create-random").await;
+    b.follow("#create-random").await;
     let random = new_alias(&b).await;
     assert!(random.ends_with("@alias.test"), "{random}");
     let copy = b.find("#created [data-copy]").await;
@@ -62,7 +62,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
 
     // 4. A custom alias: a prefix and a signed suffix, to the default mailbox.
     b.fill("#prefix", "shop").await;
-    b.click("form[action='/aliases/custom'] button[type=submit]")
+    b.follow("form[action='/aliases/custom'] button[type=submit]")
         .await;
     let shop = new_alias(&b).await;
     assert!(
@@ -89,14 +89,14 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     assert!(counters.text().await.expect("text").contains("1 forwarded"));
 
     // 6. The alias page: the activity and the contact.
-    b.click(&format!("{} a.address", card(&shop))).await;
+    b.follow(&format!("{} a.address", card(&shop))).await;
     let page = b.text().await;
     assert!(page.contains("Forwarded"), "{page}");
     assert!(page.contains("bob@ext.test"), "{page}");
     b.screenshot("03-alias").await;
 
     // 7. Block Bob: his next message is not forwarded, and it shows.
-    b.click("form[action^='/contacts/'] button[type=submit]")
+    b.follow("form[action^='/contacts/'] button[type=submit]")
         .await;
     assert!(b.text().await.contains("Unblock"));
     let reply = client::send(
@@ -124,7 +124,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
 
     // 8. Send a new email from the alias: the reverse alias to write to.
     b.fill("#contact", "Carol <carol@ext.test>").await;
-    b.click("form[action$='/contacts'] button[type=submit]")
+    b.follow("form[action$='/contacts'] button[type=submit]")
         .await;
     let reverse = b.find("#reverse-alias").await.text().await.expect("text");
     assert!(reverse.contains('@'), "{reverse}");
@@ -138,7 +138,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     // 9. Search and filter on the dashboard.
     b.goto(&format!("{base}/dashboard")).await;
     b.fill("#q", "shop").await;
-    b.click("form[role=search] button[type=submit]").await;
+    b.follow("form[role=search] button[type=submit]").await;
     let cards = b
         .client
         .find_all(fantoccini::Locator::Css("li[data-alias]"))
@@ -147,7 +147,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     assert_eq!(cards.len(), 1);
 
     // 10. Disable it, note it, and see both.
-    b.click(&format!("{} form[action$='/toggle'] button", card(&shop)))
+    b.follow(&format!("{} form[action$='/toggle'] button", card(&shop)))
         .await;
     wait_until("the alias disabled", || async {
         !alias(&server, &shop).await.enabled
@@ -156,7 +156,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     b.click(&format!("{} summary", card(&shop))).await;
     b.fill(&format!("{} input[name=note]", card(&shop)), "for the shop")
         .await;
-    b.click(&format!("{} form[action$='/edit'] button", card(&shop)))
+    b.follow(&format!("{} form[action$='/edit'] button", card(&shop)))
         .await;
     wait_until("the note saved", || async {
         alias(&server, &shop).await.note.as_deref() == Some("for the shop")
@@ -171,7 +171,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     // 11. An API key, shown once, that works.
     b.goto(&format!("{base}/settings/keys")).await;
     b.fill("#name", "laptop").await;
-    b.click("form[action='/settings/keys'] button[type=submit]")
+    b.follow("form[action='/settings/keys'] button[type=submit]")
         .await;
     let key = b.find("#api-key").await.text().await.expect("text");
     let me = postern_tests::http::call(&server, "GET", "/api/user_info", Some(&key), None).await;
@@ -182,10 +182,11 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
 
     // 12. Delete the random alias, confirmed: gone, and its mail no longer forwarded.
     b.goto(&format!("{base}/dashboard")).await;
-    b.click(&format!("{} a[href$='/delete']", card(&random)))
+    b.follow(&format!("{} a[href$='/delete']", card(&random)))
         .await;
     assert!(b.text().await.contains("never be used again"));
-    b.click("form[action$='/delete'] button[type=submit]").await;
+    b.follow("form[action$='/delete'] button[type=submit]")
+        .await;
     assert!(b.url().await.ends_with("/dashboard"));
     assert!(!b.text().await.contains(&random));
     let reply = client::send(
@@ -211,7 +212,7 @@ async fn a_person_signs_up_creates_aliases_and_manages_their_mail_in_a_browser()
     assert!(alias(&server, &random).await.deleted_at.is_some());
 
     // 13. Log out: the dashboard asks for a login again.
-    b.click("form.logout button").await;
+    b.follow("form.logout button").await;
     b.goto(&format!("{base}/dashboard")).await;
     assert!(b.url().await.contains("/login"));
     b.close().await;

@@ -453,3 +453,53 @@ async fn an_alias_is_moved_between_mailboxes_and_never_left_without_one() {
     assert_eq!(none.status, 400, "{}", none.body);
     assert!(none.body.contains("role=\"alert\""));
 }
+
+#[tokio::test]
+async fn what_people_type_is_shown_as_text_and_never_redirects_elsewhere() {
+    let server = TestServer::start().await;
+    let key = server.add_user("me@real.test").await;
+    server
+        .set_password("me@real.test", "a long passphrase")
+        .await;
+    let alias = server
+        .add_alias("me@real.test", Some("shop@alias.test"), &[])
+        .await;
+    let id = alias_id(&server, &alias).await;
+    let evil = "<img src=x onerror=alert(1)>\"'";
+    let r = postern_tests::http::call(
+        &server,
+        "PATCH",
+        &format!("/api/aliases/{id}"),
+        Some(&key),
+        Some(serde_json::json!({"note": evil, "name": evil})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (cookie, _) = session(&server, "me@real.test").await;
+    for path in ["/dashboard".to_string(), format!("/aliases/{id}")] {
+        let page = get(&server, &cookie, &path).await;
+        assert!(!page.body.contains("<img src=x"), "{path} renders markup");
+        assert!(page.body.contains("&#60;img src=x") || page.body.contains("&lt;img src=x"));
+    }
+    // A login's `next` stays on this site.
+    for next in [
+        "//evil.test/",
+        "/\\evil.test",
+        "https://evil.test/",
+        "javascript:alert(1)",
+    ] {
+        let (form_cookie, token) = form_token(&server, "/login").await;
+        let r = post(
+            &server,
+            &form_cookie,
+            "/login",
+            &format!(
+                "csrf={token}&email=me%40real.test&password=a+long+passphrase&next={}",
+                form_escape(next)
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/dashboard"), "next={next}");
+    }
+}

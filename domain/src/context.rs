@@ -86,6 +86,7 @@ struct Inner {
     action_key: HmacKey,
     outbound: Outbound,
     writer: Writer,
+    journal: crate::delivery::journal::Journal,
     instance: String,
     wake: Notify,
     deliveries: Arc<Semaphore>,
@@ -121,6 +122,11 @@ impl Context {
         let verp_key = secrets::load_or_create(&db, "verp").await?;
         let reverse_alias_key = secrets::load_or_create(&db, "reverse-alias").await?;
         let action_key = secrets::load_or_create(&db, "action").await?;
+        let journal = crate::delivery::journal::Journal::new(&settings.data_dir, &instance);
+        let accepted = journal.replay(&db, &instance).await?;
+        if accepted > 0 {
+            tracing::info!(accepted, %instance, "marked delivered what the last run sent but had not recorded");
+        }
         let released = crate::delivery::queue::release_claims(&db, &instance).await?;
         if released > 0 {
             tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
@@ -139,6 +145,7 @@ impl Context {
                 action_key,
                 outbound,
                 writer,
+                journal,
                 instance,
                 wake: Notify::new(),
                 deliveries: Arc::new(Semaphore::new(CONCURRENT_DELIVERIES)),
@@ -282,6 +289,11 @@ impl Context {
     /// The group-commit writer: every write of the mail path goes through it.
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Where an accepted delivery is noted before its status commit.
+    pub fn sent_journal(&self) -> &crate::delivery::journal::Journal {
+        &self.inner.journal
     }
 
     /// This process's name on the delivery claims it makes.

@@ -340,3 +340,17 @@ pub async fn word_in_email(server: &TestServer, to: &str, n: usize, marker: &str
         .unwrap_or_default()
         .to_string()
 }
+
+/// The ids of every delivery, oldest first.
+pub async fn delivery_ids(server: &TestServer) -> Vec<i64> {
+    use postern_entity::delivery;
+    use sea_orm::{EntityTrait, QueryOrder};
+    delivery::Entity::find()
+        .order_by_asc(delivery::Column::Id)
+        .all(server.running().ctx.db())
+        .await
+        .expect("deliveries")
+        .iter()
+        .map(|d| d.id)
+        .collect()
+}

@@ -126,6 +126,8 @@ pub async fn attempt(
     match send_renewing(ctx, &d, &mail_from, &body).await {
         Ok(()) => {
             let id = d.id;
+            // Noted at once, so a kill before the commit below does not send it again.
+            let _noted = ctx.sent_journal().record(id);
             ctx.writer()
                 .write(move |txn| Box::pin(async move { queue::mark_delivered(txn, id).await }))
                 .await?;

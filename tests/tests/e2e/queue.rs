@@ -210,6 +210,27 @@ async fn a_restarted_instance_resumes_its_own_claims_at_once() {
 }
 
 #[tokio::test]
+async fn what_the_sent_journal_noted_before_a_crash_is_not_sent_again() {
+    let (mut server, alias) = server_with_alias().await;
+    send_while_the_relay_is_down(&mut server, &alias, "sent").await;
+    let instance = server.running().ctx.instance().to_string();
+    // As if the relay had said 250 and the process died before the status commit: the claim
+    // is still ours, and the journal has the line.
+    claim_as(&server, &instance).await;
+    let id = postern_tests::harness::delivery_ids(&server).await[0];
+    drop(server.running().ctx.sent_journal().record(id));
+    server.stop().await;
+    server.sink.resume().await;
+    server.restart().await;
+    assert_eq!(
+        postern_tests::harness::deliveries(&server).await,
+        vec![("me@real.test".to_string(), "delivered".to_string())]
+    );
+    postern_tests::harness::settled(&server).await;
+    assert!(server.sink.received().is_empty(), "sent twice");
+}
+
+#[tokio::test]
 async fn another_instances_live_claim_is_left_alone() {
     let (mut server, alias) = server_with_alias().await;
     send_while_the_relay_is_down(&mut server, &alias, "theirs").await;

@@ -20,6 +20,7 @@ its DATA is complete and acknowledged. Bounded: every wait has a deadline; all p
 are stopped at exit. Loopback only.
 """
 import argparse
+import asyncio
 import collections
 import multiprocessing
 import os
@@ -29,7 +30,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import socketserver
 import subprocess
 import sys
 import tempfile
@@ -41,91 +41,100 @@ import testdns
 SUBJECT = re.compile(rb"^Subject: crash-(\d+)\r?$", re.M)
 
 
-class Sink(socketserver.ThreadingTCPServer):
-    """A minimal SMTP server that records (envelope sender, message number) per message."""
+class Sink:
+    """A minimal SMTP server that records (envelope sender, message number, time) per message.
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
+    It runs on one asyncio loop in a process of its own: its answers never wait for the load
+    generator's threads (they share one GIL), and a slow 250 would widen every sender's window.
+    A message counts once its DATA is complete and its 250 written."""
 
-    def handle_error(self, request, client_address):
-        pass  # connections cut by a killed service are expected here
-
-    def __init__(self, record):
-        super().__init__(("127.0.0.1", 0), SinkHandler)
-        self.lock = threading.Lock()
-        self.record = record  # a file: one "mail_from n" line per message
+    def __init__(self, record_path):
+        self.record_path = record_path
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(256)
+        self.server_address = self.socket.getsockname()
 
     def start(self):
-        """Serves from a process of its own, so its answers never wait for the load
-        generator's threads (one GIL): a slow 250 would widen the sender's window."""
-        proc = multiprocessing.Process(target=self.serve_forever, daemon=True)
+        proc = multiprocessing.Process(target=self._serve, daemon=True)
         proc.start()
         self.socket.close()
         return proc
 
+    def _serve(self):
+        record = open(self.record_path, "a")
+
+        async def handle(reader, writer):
+            w = writer.write
+            w(b"220 sink ESMTP\r\n")
+            mail_from = ""
+            try:
+                while True:
+                    await writer.drain()
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    cmd = line[:4].upper()
+                    if cmd in (b"EHLO", b"HELO"):
+                        w(b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                    elif cmd == b"MAIL":
+                        mail_from = line.split(b":", 1)[1].strip().strip(b"<>").decode(errors="replace")
+                        w(b"250 2.1.0 ok\r\n")
+                    elif cmd == b"RCPT":
+                        w(b"250 2.1.5 ok\r\n")
+                    elif cmd == b"DATA":
+                        w(b"354 go\r\n")
+                        await writer.drain()
+                        data = bytearray()
+                        while True:
+                            chunk = await reader.readline()
+                            if not chunk:
+                                return  # cut off before the final dot: an MTA keeps nothing
+                            if chunk == b".\r\n":
+                                break
+                            data += chunk
+                        w(b"250 2.0.0 ok\r\n")
+                        await writer.drain()
+                        m = SUBJECT.search(bytes(data))
+                        if m:
+                            record.write(f"{mail_from} {int(m.group(1))} {time.time():.4f}\n")
+                            record.flush()
+                    elif cmd in (b"RSET", b"NOOP"):
+                        w(b"250 2.0.0 ok\r\n")
+                    elif cmd == b"QUIT":
+                        w(b"221 2.0.0 bye\r\n")
+                        await writer.drain()
+                        return
+                    else:
+                        w(b"502 5.5.2 no\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                pass  # connections cut by a killed service are expected here
+            finally:
+                writer.close()
+
+        async def main():
+            server = await asyncio.start_server(handle, sock=self.socket, limit=1 << 20)
+            async with server:
+                await server.serve_forever()
+
+        asyncio.run(main())
+
+    def _lines(self):
+        with open(self.record_path) as f:
+            return [l.split() for l in f if l.strip()]
+
     @property
     def got(self):
-        with open(self.record.name) as f:
-            return [(a, int(b)) for a, b, _ in (l.split() for l in f if l.strip())]
+        return [(a, int(n)) for a, n, _ in self._lines()]
 
     @property
     def first_seen(self):
         """When each envelope sender (one delivery) was first received."""
         first = {}
-        with open(self.record.name) as f:
-            for a, _, t in (l.split() for l in f if l.strip()):
-                first.setdefault(a, float(t))
+        for a, _, t in self._lines():
+            first.setdefault(a, float(t))
         return first
-
-
-class SinkHandler(socketserver.StreamRequestHandler):
-    def handle(self):
-        w = self.wfile.write
-        w(b"220 sink ESMTP\r\n")
-        mail_from = ""
-        while True:
-            line = self.rfile.readline(4096)
-            if not line:
-                return
-            cmd = line[:4].upper()
-            if cmd in (b"EHLO", b"HELO"):
-                w(b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-            elif cmd == b"MAIL":
-                mail_from = line.split(b":", 1)[1].strip().strip(b"<>").decode(errors="replace")
-                w(b"250 2.1.0 ok\r\n")
-            elif cmd == b"RCPT":
-                w(b"250 2.1.5 ok\r\n")
-            elif cmd == b"DATA":
-                w(b"354 go\r\n")
-                data = bytearray()
-                complete = False
-                while True:
-                    chunk = self.rfile.readline(1 << 20)
-                    if not chunk:
-                        break
-                    if chunk == b".\r\n":
-                        complete = True
-                        break
-                    data += chunk
-                if not complete:
-                    return  # cut off before the final dot: an MTA keeps nothing of it
-                # Acknowledged first, then counted: the count must not include the time this
-                # Python thread waits for the GIL between the two, which is the sink's delay,
-                # not the sender's window.
-                w(b"250 2.0.0 ok\r\n")
-                m = SUBJECT.search(bytes(data))
-                if m:
-                    with self.server.lock:
-                        self.server.record.write(f"{mail_from} {int(m.group(1))} {time.time():.4f}\n")
-                        self.server.record.flush()
-            elif cmd == b"RSET" or cmd == b"NOOP":
-                w(b"250 2.0.0 ok\r\n")
-            elif cmd == b"QUIT":
-                w(b"221 2.0.0 bye\r\n")
-                return
-            else:
-                w(b"502 5.5.2 no\r\n")
 
 
 def free_port():
@@ -158,7 +167,7 @@ def main():
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="postern-crash.")
-    sink = Sink(open(os.path.join(work, "received.txt"), "a"))
+    sink = Sink(os.path.join(work, "received.txt"))
     sink_proc = sink.start()
     smtp_port, http_port = free_port(), free_port()
     db = f'[database]\nurl = "{args.db_url}"\n' if args.db_url else ""

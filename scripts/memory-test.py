@@ -50,8 +50,8 @@ def main():
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="postern-memory.")
-    sink = crash_test.Sink()
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink = crash_test.Sink(os.path.join(work, "received.txt"))
+    sink_proc = sink.start()
     smtp_port, http_port = crash_test.free_port(), crash_test.free_port()
     config = os.path.join(work, "postern.toml")
     with open(config, "w") as f:
@@ -94,8 +94,7 @@ def main():
             t.start()
         deadline = started + 600
         while time.time() < deadline:
-            with sink.lock:
-                arrived = len(sink.got)
+            arrived = len(sink.got)
             if arrived >= args.clients and not any(t.is_alive() for t in threads):
                 break
             time.sleep(0.2)
@@ -125,7 +124,7 @@ def main():
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        sink.shutdown()
+        sink_proc.terminate()
         dns.terminate()
         shutil.rmtree(work, ignore_errors=True)
 

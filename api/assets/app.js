@@ -4,11 +4,12 @@ document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-copy]");
   if (!button) return;
   const text = button.getAttribute("data-copy");
+  // The label is kept once: a second click while it says "Copied" must not make that stick.
+  if (!button.dataset.label) button.dataset.label = button.textContent;
   const done = () => {
-    const label = button.textContent;
     button.textContent = "Copied";
-    button.setAttribute("aria-live", "polite");
-    setTimeout(() => { button.textContent = label; }, 1500);
+    clearTimeout(button.copiedTimer);
+    button.copiedTimer = setTimeout(() => { button.textContent = button.dataset.label; }, 1500);
   };
   if (navigator.clipboard && window.isSecureContext) {
     navigator.clipboard.writeText(text).then(done, () => fallback(text, done));

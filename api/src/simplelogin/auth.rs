@@ -140,32 +140,35 @@ pub async fn register(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    limit_signup(&state, &ip)?;
     let body = super::json_object(&body)?;
+    registration_open(&state)?;
     let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
-    sign_up(&state, &ip, &email, &password).await?;
+    sign_up(&state, &email, &password).await?;
     Ok(Json(json!({"msg": "User needs to confirm their account"})))
 }
 
-/// A sign-up, for the API and the web page alike. A taken address gets the same answer as a
-/// new sign-up, so addresses cannot be probed; the email sent to the address says what
-/// happened.
-pub(crate) async fn sign_up(
-    state: &AppState,
-    ip: &str,
-    email: &str,
-    password: &str,
-) -> Result<(), ApiError> {
-    let settings = state.ctx.settings();
-    state.limit(
-        &format!("signup:{ip}"),
-        settings.limits.signup_per_minute,
-        MINUTE,
-    )?;
-    if !settings.accounts.registration {
-        return Err(ApiError::bad_request("registration is closed"));
+/// Counts a sign-up from `ip` (before anything else is read, so a flood is cheap to refuse).
+pub(crate) fn limit_signup(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    let limit = state.ctx.settings().limits.signup_per_minute;
+    state.limit(&format!("signup:{ip}"), limit, MINUTE)
+}
+
+pub(crate) fn registration_open(state: &AppState) -> Result<(), ApiError> {
+    if state.ctx.settings().accounts.registration {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("registration is closed"))
     }
+}
+
+/// A sign-up, for the API and the web page alike, once [`limit_signup`] and
+/// [`registration_open`] passed. A taken address gets the same answer as a new sign-up, so
+/// addresses cannot be probed; the email sent to the address says what happened.
+pub(crate) async fn sign_up(state: &AppState, email: &str, password: &str) -> Result<(), ApiError> {
+    let settings = state.ctx.settings();
     auth::check_password_rules(password)?;
     let email = EmailAddress::parse(email)
         .map_err(|_| ApiError::bad_request(format!("cannot use {email} as personal inbox")))?;
@@ -402,6 +405,7 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    limit_login(&state, &ip)?;
     let body = super::json_object(&body)?;
     let (Some(email), Some(password)) = (text(&body, "email"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
@@ -430,14 +434,19 @@ pub(crate) enum LoginStep {
     NeedsCode(user::Model),
 }
 
-/// Checks a login's email and password, counting failures per address and per account.
+/// Counts a request that proves a password from `ip` (login, sudo, password change).
+pub(crate) fn limit_login(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)
+}
+
+/// Checks a login's email and password (after [`limit_login`]), counting failures per
+/// address and per account.
 pub(crate) async fn check_login(
     state: &AppState,
     ip: &str,
     email: &str,
     password: &str,
 ) -> Result<LoginStep, ApiError> {
-    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let email = email.trim().to_lowercase();
     let db = state.ctx.db();
     let limit = state.ctx.settings().limits.login_per_minute;
@@ -491,11 +500,12 @@ pub async fn mfa(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>), ApiError> {
+    limit_login_code(&state, &ip)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(mfa_key)) = (text(&body, "mfa_token"), text(&body, "mfa_key")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
-    let user = check_login_code(&state, &ip, &mfa_key, &token).await?;
+    let user = check_login_code(&state, &mfa_key, &token).await?;
     let device = text(&body, "device").unwrap_or_else(|| "device".into());
     let key = auth::key_for_device(state.ctx.db(), user.id, &device).await?;
     Ok((
@@ -508,14 +518,17 @@ pub async fn mfa(
     ))
 }
 
-/// The second step of a login with TOTP on: `mfa_key` (signed by the first step) and a code.
+pub(crate) fn limit_login_code(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    state.per_minute(&format!("mfa-ip:{ip}"), |l| l.login_per_minute)
+}
+
+/// The second step of a login with TOTP on (after [`limit_login_code`]): `mfa_key` (signed by
+/// the first step) and a code.
 pub(crate) async fn check_login_code(
     state: &AppState,
-    ip: &str,
     mfa_key: &str,
     code: &str,
 ) -> Result<user::Model, ApiError> {
-    state.per_minute(&format!("mfa-ip:{ip}"), |l| l.login_per_minute)?;
     let now = chrono::Utc::now().timestamp();
     let user_id = auth::verify_mfa_key(&state.mfa_key, mfa_key, now)
         .ok_or_else(|| ApiError::bad_request("Invalid mfa_key"))?;
@@ -552,6 +565,7 @@ pub async fn forgot_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    limit_reset_request(&state, &ip)?;
     let body = super::json_object(&body)?;
     let email = text(&body, "email")
         .ok_or_else(|| ApiError::bad_request("request body must contain email"))?;
@@ -559,20 +573,23 @@ pub async fn forgot_password(
     Ok(Json(json!({"ok": true})))
 }
 
-/// Emails a reset link to the account at `email`, if there is one: the answer is the same
-/// either way.
+pub(crate) fn limit_reset_request(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    state.per_minute(&format!("reset:{ip}"), |l| l.reset_per_minute)
+}
+
+/// Emails a reset link to the account at `email`, if there is one (after
+/// [`limit_reset_request`]): the answer is the same either way.
 pub(crate) async fn send_reset_link(
     state: &AppState,
     ip: &str,
     email: &str,
 ) -> Result<(), ApiError> {
-    state.per_minute(&format!("reset:{ip}"), |l| l.reset_per_minute)?;
     let db = state.ctx.db();
     let limit = state.ctx.settings().limits.reset_per_minute;
     let ip_subject = format!("ip:{ip}");
     attempts_left(state, AttemptScope::Reset, &ip_subject, limit).await?;
     count_attempt(state, AttemptScope::Reset, &[&ip_subject]).await?;
-    let Some(user) = accounts::find_user(db, email.trim())
+    let Some(user) = accounts::find_user(db, email)
         .await?
         .filter(|u| !u.disabled)
     else {
@@ -624,22 +641,25 @@ pub async fn reset_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    limit_reset(&state, &ip)?;
     let body = super::json_object(&body)?;
     let (Some(token), Some(password)) = (text(&body, "token"), text(&body, "password")) else {
         return Err(ApiError::bad_request("request body cannot be empty"));
     };
-    complete_reset(&state, &ip, &token, &password).await?;
+    complete_reset(&state, &token, &password).await?;
     Ok(Json(json!({"ok": true})))
 }
 
-/// Sets the new password of a reset link's account.
+pub(crate) fn limit_reset(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    state.per_minute(&format!("reset:{ip}"), |l| l.login_per_minute)
+}
+
+/// Sets the new password of a reset link's account (after [`limit_reset`]).
 pub(crate) async fn complete_reset(
     state: &AppState,
-    ip: &str,
     token: &str,
     password: &str,
 ) -> Result<(), ApiError> {
-    state.per_minute(&format!("reset:{ip}"), |l| l.login_per_minute)?;
     auth::check_password_rules(password)?;
     let hash = state.ctx.hash_password(password).await?;
     let db = state.ctx.db();
@@ -690,12 +710,12 @@ pub async fn sudo(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    limit_login(&state, &ip)?;
     let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     grant_sudo(
         &state,
         caller,
-        &ip,
         field("password").as_deref(),
         field("mfa_token").as_deref(),
     )
@@ -703,24 +723,22 @@ pub async fn sudo(
     Ok(Json(json!({"ok": true})))
 }
 
-/// Proves the caller is the account's owner again, and opens the sudo window for the
-/// calling key or session. With MFA on, the proof is a code from the authenticator: a
-/// password that leaked with a key is not enough to turn MFA off.
+/// Proves the caller is the account's owner again (after [`limit_login`]), and opens the
+/// sudo window for the calling key or session. With MFA on, the proof is a code from the
+/// authenticator: a password that leaked with a key is not enough to turn MFA off.
 pub(crate) async fn grant_sudo(
     state: &AppState,
     caller: Caller,
-    ip: &str,
     password: Option<&str>,
     code: Option<&str>,
 ) -> Result<(), ApiError> {
-    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let user = &caller.user;
     let subject = format!("user:{}", user.id);
     let limit = state.ctx.settings().limits.login_per_minute;
     attempts_left(state, AttemptScope::Login, &subject, limit).await?;
     let db = state.ctx.db();
     let proven = if user.totp_secret.is_some() {
-        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        let Some(code) = code else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Two-factor authentication is on: send mfa_token, a code from your authenticator app",
@@ -905,24 +923,23 @@ pub async fn change_password(
     ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    limit_login(&state, &ip)?;
     let body = super::json_object(&body)?;
     let current = text(&body, "current_password").unwrap_or_default();
     let new = text(&body, "new_password")
         .ok_or_else(|| ApiError::bad_request("new_password is required"))?;
-    replace_password(&state, caller, &ip, &current, &new).await?;
+    replace_password(&state, caller, &current, &new).await?;
     Ok(Json(json!({"ok": true})))
 }
 
-/// Changes the password given the current one. Every other session and key ends; the
-/// calling one stays.
+/// Changes the password given the current one (after [`limit_login`]). Every other session
+/// and key ends; the calling one stays.
 pub(crate) async fn replace_password(
     state: &AppState,
     caller: Caller,
-    ip: &str,
     current: &str,
     new: &str,
 ) -> Result<(), ApiError> {
-    state.per_minute(&format!("login-ip:{ip}"), |l| l.login_per_minute)?;
     let subject = format!("user:{}", caller.user.id);
     let limit = state.ctx.settings().limits.login_per_minute;
     attempts_left(state, AttemptScope::Login, &subject, limit).await?;

@@ -13,8 +13,9 @@ use super::{FormToken, Nav, WebError, WebUser, https, local_path, render};
 use crate::AppState;
 use crate::limit::ClientIp;
 use crate::simplelogin::auth::{
-    LoginStep, check_login, check_login_code, complete_reset, send_reset_link, session_cookie,
-    sign_up,
+    LoginStep, check_login, check_login_code, complete_reset, limit_login, limit_login_code,
+    limit_reset, limit_reset_request, limit_signup, registration_open, send_reset_link,
+    session_cookie, sign_up,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -98,7 +99,11 @@ async fn login(
 ) -> Result<Response, WebError> {
     FormToken::check(&headers, &form.csrf)?;
     let next = local_path(form.next.as_deref());
-    match check_login(&state, &ip, &form.email, &form.password).await {
+    let checked = async {
+        limit_login(&state, &ip)?;
+        check_login(&state, &ip, &form.email, &form.password).await
+    };
+    match checked.await {
         Ok(LoginStep::Done(user)) => logged_in(&state, user.id, &next).await,
         Ok(LoginStep::NeedsCode(user)) => {
             let key = auth::mfa_key(&state.mfa_key, user.id, chrono::Utc::now().timestamp());
@@ -139,7 +144,11 @@ async fn login_code(
 ) -> Result<Response, WebError> {
     FormToken::check(&headers, &form.csrf)?;
     let next = local_path(form.next.as_deref());
-    match check_login_code(&state, &ip, &form.mfa_key, form.code.trim()).await {
+    let checked = async {
+        limit_login_code(&state, &ip)?;
+        check_login_code(&state, &form.mfa_key, form.code.trim()).await
+    };
+    match checked.await {
         Ok(user) => logged_in(&state, user.id, &next).await,
         Err(e) => {
             let page = render(&CodePage {
@@ -219,7 +228,12 @@ async fn signup(
     Form(form): Form<SignupForm>,
 ) -> Result<Response, WebError> {
     FormToken::check(&headers, &form.csrf)?;
-    match sign_up(&state, &ip, form.email.trim(), &form.password).await {
+    let signed_up = async {
+        limit_signup(&state, &ip)?;
+        registration_open(&state)?;
+        sign_up(&state, form.email.trim(), &form.password).await
+    };
+    match signed_up.await {
         Ok(()) => Ok(render(&MessagePage {
             nav: None,
             title: "Check your email",
@@ -269,7 +283,8 @@ async fn forgot(
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, WebError> {
     FormToken::check(&headers, &form.csrf)?;
-    send_reset_link(&state, &ip, &form.email).await?;
+    limit_reset_request(&state, &ip)?;
+    send_reset_link(&state, &ip, form.email.trim()).await?;
     Ok(render(&MessagePage {
         nav: None,
         title: "Check your email",
@@ -323,7 +338,11 @@ async fn reset(
     Form(form): Form<ResetForm>,
 ) -> Result<Response, WebError> {
     FormToken::check(&headers, &form.csrf)?;
-    match complete_reset(&state, &ip, form.token.trim(), &form.password).await {
+    let reset = async {
+        limit_reset(&state, &ip)?;
+        complete_reset(&state, form.token.trim(), &form.password).await
+    };
+    match reset.await {
         Ok(()) => Ok(render(&MessagePage {
             nav: None,
             title: "Password changed",

@@ -438,6 +438,8 @@ struct AliasPage<'a> {
     page: u64,
     more: bool,
     contacts: Vec<ContactRow>,
+    contacts_page: u64,
+    more_contacts: bool,
     /// The reverse alias just made for "send a new email".
     made: Option<(String, String)>,
     error: Option<&'a str>,
@@ -447,6 +449,8 @@ struct AliasPage<'a> {
 #[derive(Deserialize, Default)]
 struct AliasQuery {
     page: Option<u64>,
+    /// The page of contacts, from 0.
+    contacts: Option<u64>,
     contact: Option<i64>,
 }
 
@@ -520,7 +524,8 @@ async fn alias_view(
             detail: a.detail.unwrap_or_default(),
         })
         .collect();
-    let contacts = listing::contact_page(db, id, 0)
+    let contacts_page = query.contacts.unwrap_or(0).min(crate::bounds::MAX_PAGE);
+    let contacts = listing::contact_page(db, id, contacts_page)
         .await?
         .into_iter()
         .map(|(c, last)| ContactRow {
@@ -531,6 +536,7 @@ async fn alias_view(
             last_reply: last.map(when).unwrap_or_default(),
         })
         .collect::<Vec<_>>();
+    let more_contacts = contacts.len() as u64 >= listing::PAGE_SIZE;
     let made = match query.contact {
         Some(cid) => accounts::user_contact(db, user.id(), cid)
             .await?
@@ -559,9 +565,11 @@ async fn alias_view(
         page,
         more,
         contacts,
+        contacts_page,
+        more_contacts,
         made,
         error,
-        here: format!("/aliases/{id}"),
+        here: format!("/aliases/{id}?page={page}&contacts={contacts_page}"),
     };
     let status = if error.is_some() {
         axum::http::StatusCode::BAD_REQUEST

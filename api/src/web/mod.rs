@@ -271,7 +271,16 @@ pub fn back_to(path: &str) -> Response {
 /// A path inside this site to return to after a step (login, sudo); anything else is `/`.
 pub fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        // Browsers drop tabs and newlines inside a URL, so "/\t/evil" would become
+        // "//evil": another site. No control characters, no backslash, one leading slash.
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.bytes().any(|b| b < 0x20 || b == 0x7f) =>
+        {
+            p.to_string()
+        }
         _ => "/dashboard".to_string(),
     }
 }

@@ -16,7 +16,7 @@ use super::{Nav, WebError, WebUser, back_to, local_path, render, url_escape, whe
 use crate::AppState;
 use crate::limit::ClientIp;
 use crate::simplelogin::auth::{
-    begin_mfa, close_account, confirm_mfa, grant_sudo, otpauth_uri, replace_password,
+    begin_mfa, close_account, confirm_mfa, grant_sudo, limit_login, otpauth_uri, replace_password,
 };
 use crate::simplelogin::misc::current_settings;
 
@@ -236,7 +236,11 @@ async fn change_password(
     user.check(&form.csrf)?;
     let nav = user.nav("settings");
     let u = user.caller.user.clone();
-    match replace_password(&state, user.caller, &ip, &form.current, &form.new).await {
+    let replaced = async {
+        limit_login(&state, &ip)?;
+        replace_password(&state, user.caller, &form.current, &form.new).await
+    };
+    match replaced.await {
         Ok(()) => Ok(back_to("/settings?saved=password")),
         Err(e) => {
             let page = settings_view(&state, nav, &user.csrf, &u, None, None, Some(&e.message));
@@ -289,7 +293,11 @@ async fn sudo(
     let nav = user.nav("settings");
     let totp = user.caller.user.totp_secret.is_some();
     let code = form.code.as_deref().map(str::trim);
-    match grant_sudo(&state, user.caller, &ip, form.password.as_deref(), code).await {
+    let granted = async {
+        limit_login(&state, &ip)?;
+        grant_sudo(&state, user.caller, form.password.as_deref(), code).await
+    };
+    match granted.await {
         Ok(()) => Ok(back_to(&next)),
         Err(e) => {
             let page = render(&SudoPage {
@@ -490,6 +498,12 @@ async fn mfa_page(State(state): State<AppState>, user: WebUser) -> Result<Respon
         }));
     }
     let nav = user.nav("settings");
+    // A secret already shown (and maybe scanned) stays the one to confirm: a reload, or a
+    // return through the sudo page, must not replace it behind the person's back.
+    if let Some(pending) = user.caller.user.totp_pending.clone() {
+        let uri = otpauth_uri(&user.caller.user.email, &pending);
+        return Ok(mfa_setup_view(nav, &user.csrf, &pending, &uri, None));
+    }
     let (secret, uri) = begin_mfa(&state, user.caller).await?;
     Ok(mfa_setup_view(nav, &user.csrf, &secret, &uri, None))
 }

@@ -485,6 +485,8 @@ async fn what_people_type_is_shown_as_text_and_never_redirects_elsewhere() {
     for next in [
         "//evil.test/",
         "/\\evil.test",
+        "/\t/evil.test",
+        "/\r\n/evil.test",
         "https://evil.test/",
         "javascript:alert(1)",
     ] {
@@ -502,4 +504,39 @@ async fn what_people_type_is_shown_as_text_and_never_redirects_elsewhere() {
         assert_eq!(r.status, 303);
         assert_eq!(r.header("location"), Some("/dashboard"), "next={next}");
     }
+    // A logged-in visitor to the login page is sent on at once: the same rule.
+    let r = get(&server, &cookie, "/login?next=/%09/evil.test").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/dashboard"));
+}
+
+#[tokio::test]
+async fn the_alias_page_charts_todays_forwards() {
+    let (server, alias) = crate::server_with_alias().await;
+    let reply = postern_tests::client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &crate::message("bob@ext.test", &alias, "hello", "hi"),
+    )
+    .await;
+    assert!(reply.starts_with("250"), "{reply}");
+    postern_tests::harness::wait_until("the forward recorded", || async {
+        postern_tests::harness::activities(&server, &alias)
+            .await
+            .iter()
+            .any(|a| a == "forward")
+    })
+    .await;
+    let id = alias_id(&server, &alias).await;
+    let (cookie, _) = session(&server, "me@real.test").await;
+    let page = get(&server, &cookie, &format!("/aliases/{id}")).await;
+    let today = chrono::Utc::now().date_naive();
+    assert!(
+        page.body
+            .contains(&format!("{today}: 1 forwarded, 0 blocked, 0 replied")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("1 messages in the last 30 days"));
 }

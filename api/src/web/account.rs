@@ -9,7 +9,7 @@ use axum::{Form, Router};
 use postern_domain::auth::{self, SessionOrigin};
 use serde::Deserialize;
 
-use super::{FormToken, Nav, WebError, WebUser, https, local_path, render};
+use super::{CsrfForm, FormToken, Nav, WebError, WebUser, https, local_path, render};
 use crate::AppState;
 use crate::limit::ClientIp;
 use crate::simplelogin::auth::{
@@ -169,11 +169,6 @@ async fn logged_in(state: &AppState, user_id: i64, next: &str) -> Result<Respons
     let mut response = super::back_to(next);
     response.headers_mut().extend(cookie);
     Ok(response)
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn logout(

@@ -11,7 +11,7 @@ use postern_domain::listing::{self, AliasCursor, AliasFilter, DayCount};
 use postern_entity::activity::ActivityKind;
 use serde::Deserialize;
 
-use super::{Nav, WebError, WebUser, back_to, render, url_escape, when};
+use super::{Nav, WebError, WebUser, back_to, path_id, render, url_escape, when};
 use crate::AppState;
 use crate::simplelogin::{aliases as api_aliases, contacts as api_contacts, custom};
 
@@ -278,9 +278,10 @@ fn back(form_back: Option<&str>, id: i64) -> String {
 async fn toggle(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     api_aliases::toggle_one(&state, user.id(), id).await?;
     Ok(back_to(&back(form.back.as_deref(), id)))
@@ -289,9 +290,10 @@ async fn toggle(
 async fn pin(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     let alias = crate::simplelogin::owned_alias(state.ctx.db(), user.id(), id).await?;
     let update = AliasUpdate {
@@ -313,9 +315,10 @@ struct EditForm {
 async fn edit(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<EditForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     let alias = crate::simplelogin::owned_alias(state.ctx.db(), user.id(), id).await?;
     let blank_is_none = |s: String| Some(s).filter(|s| !s.trim().is_empty());
@@ -332,9 +335,10 @@ async fn edit(
 async fn set_mailboxes(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     let csrf = fields
         .iter()
         .find(|(k, _)| k == "csrf")
@@ -368,8 +372,9 @@ struct DeletePage<'a> {
 async fn delete_page(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     let alias = crate::simplelogin::owned_alias(state.ctx.db(), user.id(), id).await?;
     Ok(render(&DeletePage {
         nav: Some(user.nav("aliases")),
@@ -382,9 +387,10 @@ async fn delete_page(
 async fn delete(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     api_aliases::trash(&state, user.id(), id).await?;
     Ok(back_to("/dashboard"))
@@ -457,9 +463,10 @@ struct AliasQuery {
 async fn alias_page(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Query(query): Query<AliasQuery>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     alias_view(&state, &user, id, query, None).await
 }
 
@@ -618,9 +625,10 @@ struct ContactForm {
 async fn new_contact(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<ContactForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     match api_contacts::reverse_alias_for(&state, user.id(), id, &form.contact).await {
         Ok((contact, _)) => Ok(back_to(&format!("/aliases/{id}?contact={}", contact.id))),
@@ -632,9 +640,10 @@ async fn new_contact(
 async fn block_contact(
     State(state): State<AppState>,
     user: WebUser,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, WebError> {
+    let id = path_id(&id)?;
     user.check(&form.csrf)?;
     let contact = api_contacts::toggle_block(&state, user.id(), id).await?;
     Ok(back_to(&back(form.back.as_deref(), contact.alias_id)))

@@ -12,10 +12,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use postern_domain::accounts;
 use postern_domain::flow::{bounce, notice};
-use serde::Deserialize;
 
-use super::mailboxes::{path_id, shown};
-use super::{Nav, WebError, WebUser, back_to, render, when};
+use super::mailboxes::shown;
+use super::{CsrfForm, Nav, WebError, WebUser, back_to, path_id, render, when};
 use crate::AppState;
 use crate::bounds::{MAX_PAGE, query_number};
 
@@ -155,11 +154,6 @@ async fn quarantine(
 ) -> Result<Response, WebError> {
     let (page, done) = page_and_done(&params, QUARANTINE_DONE)?;
     quarantine_page(&state, &user, page, done, None).await
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /quarantine/{id}/release`: what `POST /api/quarantine/{id}/release` does.

@@ -11,7 +11,7 @@ use axum::{Form, Router};
 use postern_domain::{accounts, listing};
 use serde::Deserialize;
 
-use super::{Nav, WebError, WebUser, back_to, render};
+use super::{CsrfForm, Nav, WebError, WebUser, back_to, path_id, render};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::simplelogin::mailboxes::{
@@ -24,11 +24,6 @@ pub fn routes() -> Router<AppState> {
         .route("/mailboxes/{id}/default", post(make_default))
         .route("/mailboxes/{id}/enable", post(enable))
         .route("/mailboxes/{id}/delete", get(delete_page).post(delete))
-}
-
-/// An id from the path; anything that cannot be one is a page that does not exist.
-pub(super) fn path_id(raw: &str) -> Result<i64, WebError> {
-    crate::bounds::path_id(raw).map_err(|_| WebError::not_found())
 }
 
 /// A step's error to show on the page it came from, with its status; unknown-or-not-yours
@@ -147,11 +142,6 @@ async fn add(
         Ok(_) => Ok(back_to("/mailboxes?done=added")),
         Err(e) => list_page(&state, &user, email, None, Some(shown(e)?)).await,
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /mailboxes/{id}/default`: what `PUT /api/mailboxes/{id} {"default": true}` does.

@@ -89,6 +89,17 @@ async fn asset(Path(name): Path<String>) -> Response {
         .into_response()
 }
 
+/// A form that carries nothing but its CSRF token (a button).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+/// An id from a page's path; anything else is a page that does not exist.
+pub fn path_id(raw: &str) -> Result<i64, WebError> {
+    crate::bounds::path_id(raw).map_err(|_| WebError::not_found())
+}
+
 /// What the layout shows of the logged-in person: who, the CSRF token its forms carry, and
 /// which section is open.
 pub struct Nav {

@@ -12,7 +12,7 @@ use postern_domain::{accounts, auth};
 use serde::Deserialize;
 
 use super::account::MessagePage;
-use super::{Nav, WebError, WebUser, back_to, local_path, render, url_escape, when};
+use super::{CsrfForm, Nav, WebError, WebUser, back_to, local_path, render, url_escape, when};
 use crate::AppState;
 use crate::limit::ClientIp;
 use crate::simplelogin::auth::{
@@ -418,11 +418,6 @@ async fn create_key(
     }))
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 async fn revoke_key(
     State(state): State<AppState>,
     user: WebUser,
@@ -430,7 +425,7 @@ async fn revoke_key(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     user.check(&form.csrf)?;
-    let id = crate::bounds::path_id(&id).map_err(|_| WebError::not_found())?;
+    let id = super::path_id(&id)?;
     if auth::revoke_api_key(state.ctx.db(), user.id(), id).await? {
         Ok(back_to("/settings/keys?revoked=1"))
     } else {

@@ -185,6 +185,10 @@ async fn one_person_never_sees_or_changes_anothers_aliases() {
     let page = get(&server, &cookie, &format!("/aliases/{id}")).await;
     assert_eq!(page.status, 404);
     assert!(!page.body.contains(&mine));
+    // Not an id at all: the same page.
+    let page = get(&server, &cookie, "/aliases/abc").await;
+    assert_eq!(page.status, 404);
+    assert!(page.body.contains("does not exist"), "{}", page.body);
     let dashboard = get(&server, &cookie, "/dashboard?q=mine").await;
     assert!(!dashboard.body.contains(&mine));
     for action in ["toggle", "pin", "delete"] {

@@ -16,7 +16,8 @@ one per kill, and says whether the target was met; `--strict` makes a miss fail 
 them by when the sink took the first copy in: before the kill (the sender's window between the
 relay's 250 and its own record of it), or after (the whole message was on the wire, its 250 not
 back yet: no sender can know). The sink runs in a process of its own and counts a message once
-its DATA is complete and acknowledged. Bounded: every wait has a deadline; all processes it starts
+its DATA is complete and acknowledged. With KEEP=1 the work directory (service log, database,
+the sink's received.txt with arrival times) is kept. Bounded: every wait has a deadline; all processes it starts
 are stopped at exit. Loopback only.
 """
 import argparse

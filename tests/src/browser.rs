@@ -28,13 +28,30 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("addr").port()
         };
-        let driver = Driver(
-            std::process::Command::new(binary("CHROMEDRIVER", "/usr/bin/chromedriver"))
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts (install Debian's chromium-driver)"),
+        let mut child = std::process::Command::new(binary("CHROMEDRIVER", "/usr/bin/chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts (install Debian's chromium-driver)");
+        let stdout = child.stdout.take().expect("chromedriver's stdout");
+        let driver = Driver(child);
+        // chromedriver says when it listens: wait for that line, not for a while.
+        let ready = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let ready = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("started successfully"));
+            // Keep draining, so chromedriver never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            ready
+        });
+        let ready = tokio::time::timeout(Duration::from_secs(30), ready).await;
+        assert!(
+            matches!(ready, Ok(Ok(true))),
+            "chromedriver did not say it was listening"
         );
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({
@@ -54,32 +71,20 @@ impl Browser {
             serde_json::Value::Object(map) => map,
             _ => unreachable!("an object literal"),
         };
-        let url = format!("http://127.0.0.1:{port}");
-        // chromedriver takes a moment to listen: retry the session for up to 20 s.
-        let mut last_error = String::new();
-        for _ in 0..100 {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(client) => {
-                    let shots =
-                        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-                    std::fs::create_dir_all(&shots).ok();
-                    return Browser {
-                        client,
-                        _driver: driver,
-                        _profile: profile,
-                        shots,
-                    };
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("no WebDriver session from chromedriver: {e}"));
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&shots).ok();
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+            shots,
         }
-        panic!("no WebDriver session from chromedriver: {last_error}");
     }
 
     pub async fn goto(&self, url: &str) {
@@ -97,20 +102,20 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
-    /// Clicks a link or a form's button and waits until the next page has loaded: the old
-    /// document gone, the new one complete. Reading right after a click could see either.
+    /// Clicks a link or a form's button and waits until the next page is there. The page being
+    /// left is marked first, so the wait is for a document without the mark: reading right after
+    /// a click could otherwise see either page. (WebDriver waits for a navigation's load before
+    /// it answers a find.)
     pub async fn follow(&self, css: &str) {
-        let old = self.find("html").await;
+        self.eval("document.documentElement.dataset.leaving = '1'; return null;")
+            .await;
         self.click(css).await;
-        for _ in 0..400 {
-            if old.tag_name().await.is_err()
-                && self.eval("return document.readyState;").await == "complete"
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("no new page within 10 s of clicking {css}");
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("html:not([data-leaving])"))
+            .await
+            .unwrap_or_else(|e| panic!("no new page within 10 s of clicking {css}: {e}"));
     }
 
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {

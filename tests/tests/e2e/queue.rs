@@ -333,18 +333,19 @@ async fn a_large_message_is_stored_in_pieces_and_sent_whole_on_retry() {
 /// The last error of the only delivery, once it has one.
 async fn first_error(server: &postern_tests::harness::TestServer) -> String {
     use sea_orm::EntityTrait;
-    for _ in 0..200 {
-        let rows = postern_entity::delivery::Entity::find()
+    let error = || async {
+        postern_entity::delivery::Entity::find()
             .all(server.running().ctx.db())
             .await
-            .expect("query deliveries");
-        if let Some(error) = rows.first().and_then(|d| d.last_error.clone()) {
-            return error;
-        }
-        // The error is a row the queue writes after a failed attempt: polled, bounded.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no delivery error recorded");
+            .expect("query deliveries")
+            .first()
+            .and_then(|d| d.last_error.clone())
+    };
+    postern_tests::harness::wait_until("a delivery error recorded", || async {
+        error().await.is_some()
+    })
+    .await;
+    error().await.unwrap_or_default()
 }
 
 #[tokio::test]

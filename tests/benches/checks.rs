@@ -6,7 +6,7 @@
 //!   cargo bench -p postern-tests --bench checks [-- ITERATIONS]
 //!
 //! Each stage runs alone, ITERATIONS times, on one core: SPF+DKIM+DMARC+ARC checking, the
-//! forward rewrite, ARC sealing (two RSA signatures), DKIM signing (RSA and Ed25519); and
+//! forward rewrite, ARC sealing (two RSA signatures, our stored verdict as its results), DKIM signing (RSA and Ed25519); and
 //! reading a bounce report.
 
 use std::time::Instant;
@@ -83,26 +83,15 @@ async fn main() {
     }
     let rewrite_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
 
-    let client = authenticate::Client {
-        ip: "127.0.0.1".parse().expect("ip"),
-        helo: "mx.signer.test",
-        mail_from: "bounce@signer.test",
-    };
-    let (c, original, forward) = (ctx.clone(), signed.clone(), rewritten.clone());
+    // Sealed as a delivery does: from the message as stored, our verdict on top.
+    let mut stored = checks.header.clone().into_bytes();
+    stored.extend_from_slice(&signed);
+    let (c, forward) = (ctx.clone(), rewritten.clone());
     let seal_us = tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Handle::current();
         let started = Instant::now();
         for _ in 0..iterations {
             std::hint::black_box(
-                authenticate::seal(
-                    &runtime,
-                    &c,
-                    &original,
-                    Some(&client),
-                    "reply.test",
-                    forward.clone(),
-                )
-                .expect("seal"),
+                authenticate::seal(&c, &stored, "reply.test", forward.clone()).expect("seal"),
             );
         }
         started.elapsed().as_secs_f64() * 1e6 / iterations as f64
@@ -141,7 +130,7 @@ async fn main() {
 
     println!(
         "per message, {iterations} iterations: checks (SPF+DKIM x2+DMARC+ARC) {check_us:.0} µs; \
-         forward rewrite {rewrite_us:.0} µs; ARC seal (checks again + 2 RSA signatures) {seal_us:.0} µs; \
+         forward rewrite {rewrite_us:.0} µs; ARC seal (2 RSA signatures) {seal_us:.0} µs; \
          DKIM sign (RSA + Ed25519) {sign_us:.0} µs; total {:.0} µs",
         check_us + rewrite_us + seal_us + sign_us
     );

@@ -286,7 +286,6 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
     )
     .await?;
     let ctx = ctx.clone();
-    let runtime = tokio::runtime::Handle::current();
     cpu(move || {
         let reply_domain = &ctx.settings().mail.reply_domain;
         let rewrite_ctx = ForwardContext {
@@ -308,20 +307,9 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             let id = format!("Message-ID: <{}@{reply_domain}>\r\n", source.token);
             rewritten.splice(0..0, id.into_bytes());
         }
-        let client =
-            source
-                .client
-                .as_ref()
-                .map(|(ip, helo)| crate::pipeline::authenticate::Client {
-                    ip: *ip,
-                    helo,
-                    mail_from: &source.mail_from,
-                });
         let sealed = crate::pipeline::authenticate::seal(
-            &runtime,
             &ctx,
             source.message.raw(),
-            client.as_ref(),
             reply_domain,
             rewritten,
         )?;

@@ -5,10 +5,11 @@
 
 use std::net::IpAddr;
 
+use mail_auth::common::headers::Header;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, SpfResult,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, SpfResult,
     dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
 };
 
@@ -138,10 +139,18 @@ fn dmarc_outcome(r: &DmarcResult) -> Outcome {
     }
 }
 
-/// Whether our verdict stored with the message (the first `Authentication-Results` field,
-/// ours: forged ones in our name are removed on arrival) says the sender's DMARC policy asks
-/// for quarantine and the message failed it.
+/// Whether our verdict stored with the message says the sender's DMARC policy asks for
+/// quarantine and the message failed it.
 pub fn quarantined(raw: &[u8], hostname: &str) -> bool {
+    our_verdict(raw, hostname).is_some_and(|field| {
+        field.contains("dmarc=fail") && field.contains("policy.dmarc=quarantine")
+    })
+}
+
+/// Our verdict stored with the message: the value of its first `Authentication-Results`
+/// field when that field is ours (forged ones in our name are removed on arrival), unfolded,
+/// each run of white space one space.
+fn our_verdict(raw: &[u8], hostname: &str) -> Option<String> {
     let mut field = String::new();
     let mut in_field = false;
     for line in raw.split(|&b| b == b'\n') {
@@ -165,11 +174,12 @@ pub fn quarantined(raw: &[u8], hostname: &str) -> bool {
             in_field = true;
         }
     }
+    let field = field.split_whitespace().collect::<Vec<_>>().join(" ");
     let ours = field
         .split(';')
         .next()
         .is_some_and(|id| id.trim().eq_ignore_ascii_case(hostname));
-    ours && field.contains("dmarc=fail") && field.contains("policy.dmarc=quarantine")
+    ours.then_some(field)
 }
 
 /// Who delivered a message to us: what SPF is checked with.
@@ -189,8 +199,6 @@ struct Verified<'x> {
     results: AuthenticationResults<'x>,
 }
 
-/// SPF, DKIM, ARC and DMARC of `message` from `client`, and the results header built of them.
-/// Without a client (a message stored before clients were recorded) SPF is `none`.
 /// `params` with the process's caches of parsed DNS answers.
 macro_rules! cached {
     ($caches:expr, $params:expr) => {
@@ -203,30 +211,27 @@ macro_rules! cached {
     };
 }
 
+/// SPF, DKIM, ARC and DMARC of `message` from `client`, and the results header built of them.
 async fn verify<'x>(
     auth: &mail_auth::MessageAuthenticator,
     caches: &'x crate::dns::AuthCaches,
     hostname: &'x str,
     message: &'x AuthenticatedMessage<'x>,
-    client: Option<&Client<'_>>,
+    client: &Client<'x>,
     mail_from_domain: &'x str,
 ) -> Verified<'x> {
-    let spf = match client {
-        Some(c) if c.mail_from.is_empty() => {
-            auth.verify_spf(cached!(
-                caches,
-                SpfParameters::verify_ehlo(c.ip, c.helo, hostname)
-            ))
-            .await
-        }
-        Some(c) => {
-            auth.verify_spf(cached!(
-                caches,
-                SpfParameters::verify_mail_from(c.ip, c.helo, hostname, c.mail_from)
-            ))
-            .await
-        }
-        None => mail_auth::SpfOutput::new(mail_from_domain.to_string()),
+    let spf = if client.mail_from.is_empty() {
+        auth.verify_spf(cached!(
+            caches,
+            SpfParameters::verify_ehlo(client.ip, client.helo, hostname)
+        ))
+        .await
+    } else {
+        auth.verify_spf(cached!(
+            caches,
+            SpfParameters::verify_mail_from(client.ip, client.helo, hostname, client.mail_from)
+        ))
+        .await
     };
     let dkim = auth.verify_dkim(cached!(caches, message)).await;
     let arc = auth.verify_arc(cached!(caches, message)).await;
@@ -236,15 +241,11 @@ async fn verify<'x>(
             DmarcParameters::new(message, &dkim, mail_from_domain, &spf)
         ))
         .await;
-    let ip = client.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip);
-    let mut results = AuthenticationResults::new(hostname);
-    if let Some(c) = client {
-        results = results.with_spf_mailfrom_result(&spf, c.ip, c.mail_from, c.helo);
-    }
-    let results = results
+    let results = AuthenticationResults::new(hostname)
+        .with_spf_mailfrom_result(&spf, client.ip, client.mail_from, client.helo)
         .with_dkim_results(&dkim, message.from())
         .with_dmarc_result(&dmarc)
-        .with_arc_result(&arc, ip);
+        .with_arc_result(&arc, client.ip);
     Verified {
         spf,
         dkim,
@@ -262,17 +263,14 @@ fn mail_from_domain(client: &Client<'_>) -> String {
         .to_ascii_lowercase()
 }
 
-/// Seals a rewritten `forward` with an ARC set for `domain`: the checks are run again on
-/// `original` (as stored, with the client it came from), so the set's
-/// ARC-Authentication-Results say what we found, and the received chain is extended one
-/// instance up. A received chain that failed is not extended. Blocking: call it on the
-/// blocking pool, with a handle to the runtime for the DNS questions (answered from the
-/// resolver's cache when the message was just received).
+/// Seals a rewritten `forward` with an ARC set for `domain`, from `original` as stored: its
+/// ARC-Authentication-Results repeat our verdict stored with it (nothing is checked a second
+/// time), and the chain it arrived with is extended one instance up, `cv=pass` only when our
+/// verdict says the chain verified. A chain whose last seal says `cv=fail` is not extended.
+/// A message stored without our verdict gets `none`, and its chain counts as unverified.
 pub fn seal(
-    runtime: &tokio::runtime::Handle,
     ctx: &Context,
     original: &[u8],
-    client: Option<&Client<'_>>,
     domain: &str,
     forward: Vec<u8>,
 ) -> crate::Result<Vec<u8>> {
@@ -280,17 +278,73 @@ pub fn seal(
         return Ok(forward);
     };
     let hostname = ctx.settings().mail.hostname.as_str();
-    let from_domain = client.map(mail_from_domain).unwrap_or_default();
-    let verified = runtime.block_on(verify(
-        ctx.authenticator(),
-        ctx.auth_caches(),
-        hostname,
-        &message,
-        client,
-        &from_domain,
-    ));
-    ctx.signers()
-        .seal(domain, forward, &verified.results, &verified.arc)
+    let verdict = our_verdict(original, hostname)
+        .map_or_else(|| format!("{hostname}; none"), |v| within_line_limit(&v));
+    let chain = received_chain(&message, &verdict);
+    // The verdict goes in whole as the authserv-id: written on one line with single spaces,
+    // it reads the same in the header and in its relaxed canonical form.
+    let results = AuthenticationResults::new(verdict.as_str());
+    ctx.signers().seal(domain, forward, &results, &chain)
+}
+
+/// The ARC chain `message` arrived with, as mail-auth's verifier groups it (a malformed,
+/// overlong or incomplete chain is no chain), with the result our `verdict` recorded.
+fn received_chain<'x>(message: &'x AuthenticatedMessage<'x>, verdict: &str) -> ArcOutput<'x> {
+    let result = match verdict
+        .split(';')
+        .find_map(|method| method.trim().strip_prefix("arc="))
+        .and_then(|v| v.split_whitespace().next())
+    {
+        Some("pass") => DkimResult::Pass,
+        Some("none") => DkimResult::None,
+        _ => DkimResult::Fail(mail_auth::Error::Arc(mail_auth::arc::ArcError::BrokenChain)),
+    };
+    let sets = message.ams_headers.len();
+    if message.has_arc_errors
+        || sets == 0
+        || sets > 50
+        || sets != message.as_headers.len()
+        || sets != message.aar_headers.len()
+    {
+        return ArcOutput::default().with_result(result);
+    }
+    message
+        .as_headers
+        .iter()
+        .zip(&message.ams_headers)
+        .zip(&message.aar_headers)
+        .fold(
+            ArcOutput::default().with_result(result),
+            |chain, ((seal, sig), aar)| {
+                chain.with_set(mail_auth::arc::Set {
+                    signature: Header::new(sig.name, sig.value, &sig.header),
+                    seal: Header::new(seal.name, seal.value, &seal.header),
+                    results: Header::new(aar.name, aar.value, &aar.header),
+                })
+            },
+        )
+}
+
+/// Our verdict on one line must stay within RFC 5322's 998 characters: past 900, DKIM
+/// results after the first are left out (SPF, DMARC and ARC always stay).
+fn within_line_limit(verdict: &str) -> String {
+    const MAX: usize = 900;
+    if verdict.len() <= MAX {
+        return verdict.to_string();
+    }
+    let mut methods = verdict.split(';').map(str::trim);
+    let mut kept = vec![methods.next().unwrap_or_default().to_string()];
+    let (dkim, others): (Vec<&str>, Vec<&str>) = methods.partition(|m| m.starts_with("dkim="));
+    let mut len = kept[0].len() + others.iter().map(|m| m.len() + 2).sum::<usize>();
+    for (n, d) in dkim.iter().enumerate() {
+        if n > 0 && len + d.len() + 2 > MAX {
+            break;
+        }
+        len += d.len() + 2;
+        kept.push((*d).to_string());
+    }
+    kept.extend(others.iter().map(|m| (*m).to_string()));
+    kept.join("; ")
 }
 
 /// Runs every check on `raw` as received from the envelope's client.
@@ -346,7 +400,7 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
         ctx.auth_caches(),
         hostname,
         &message,
-        Some(&client),
+        &client,
         &mail_from_domain,
     )
     .await;
@@ -389,6 +443,44 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_verdict_is_read_unfolded_and_only_when_it_is_ours() {
+        let raw = b"Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=a@b.test;\r\n\tarc=none\r\nSubject: x\r\n\r\nbody";
+        let v = our_verdict(raw, "mx.test").expect("ours");
+        assert_eq!(v, "mx.test; spf=pass smtp.mailfrom=a@b.test; arc=none");
+        assert_eq!(our_verdict(raw, "other.test"), None);
+        assert_eq!(
+            our_verdict(
+                b"Subject: x\r\n\r\nAuthentication-Results: mx.test; x",
+                "mx.test"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn an_overlong_verdict_keeps_spf_dmarc_arc_and_the_first_dkim_result() {
+        let dkim: Vec<String> = (0..40)
+            .map(|n| format!("dkim=pass header.d=d{n}.test header.s=s header.b=AAAAAAAA"))
+            .collect();
+        let verdict = format!(
+            "mx.test; spf=pass smtp.mailfrom=a@b.test; {}; dmarc=pass header.from=b.test; arc=none",
+            dkim.join("; ")
+        );
+        let short = within_line_limit(&verdict);
+        assert!(short.len() <= 900, "{}", short.len());
+        assert!(
+            short.starts_with("mx.test; dkim=pass header.d=d0.test"),
+            "{short}"
+        );
+        for kept in ["spf=pass", "dmarc=pass", "arc=none"] {
+            assert!(short.contains(kept), "{kept}: {short}");
+        }
+        assert!(!short.contains("d39.test"), "{short}");
+        let fine = "mx.test; spf=none; arc=none";
+        assert_eq!(within_line_limit(fine), fine);
+    }
 
     #[test]
     fn alignment_is_relaxed() {

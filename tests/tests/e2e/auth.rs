@@ -281,6 +281,16 @@ async fn forwards_are_arc_sealed_and_dkimpy_validates_the_chain() {
         assert!(text.contains(field), "{field} in:\n{text}");
     }
     assert!(text.contains("cv=none"), "{text}");
+    // The set's results are our verdict, word for word, not a second opinion.
+    let words = |name: &str| {
+        let value = got[0]
+            .header(name)
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"));
+        value.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let ours = words("Authentication-Results");
+    assert!(ours.starts_with("mx.alias.test; spf=pass"), "{ours}");
+    assert_eq!(words("ARC-Authentication-Results"), format!("i=1; {ours}"));
     let report = postern_tests::verifier::verify_dkim_and_arc(&server, &got[0].data, "reply.test")
         .await
         .unwrap_or_else(|report| panic!("ARC verification failed:\n{report}"));
@@ -332,6 +342,15 @@ async fn a_received_chain_is_extended_one_instance_up() {
     assert!(r.starts_with("250"), "{r}");
     let v = verdict(&server, 2).await;
     assert!(v.contains("arc=fail"), "{v}");
+    // Forwarded with the chain extended and marked failed, for the receiver to judge.
+    let got = server.sink.wait_for(2, WAIT).await;
+    let text = got[1].text();
+    assert!(text.contains("Subject: broken"), "{text}");
+    let seal = text
+        .split("\r\n")
+        .find(|l| l.starts_with("ARC-Seal: i=2;"))
+        .unwrap_or_else(|| panic!("a second set in:\n{text}"));
+    assert!(seal.contains("cv=fail"), "{seal}");
 }
 
 async fn sealed_again(server: &TestServer) -> Vec<u8> {

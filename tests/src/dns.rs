@@ -1,6 +1,6 @@
 //! A small authoritative DNS server on loopback, filled by the test (or by a records file for
-//! `postern-test-dns`): A, AAAA, MX and TXT answers, NXDOMAIN for names it does not know, and
-//! SERVFAIL for names told to fail, so SPF, DKIM and DMARC can be checked with no network.
+//! `postern-test-dns`): A, AAAA, MX and TXT answers, NXDOMAIN for names it does not know (with
+//! the zone's SOA, when negative answers are to be cached), and SERVFAIL for names told to fail, so SPF, DKIM and DMARC can be checked with no network.
 //! UDP and TCP on one port; EDNS payload sizes honoured, truncation sends the client to TCP.
 
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 const A: u16 = 1;
 const MX: u16 = 15;
 const TXT: u16 = 16;
+const SOA: u16 = 6;
 const AAAA: u16 = 28;
 const OPT: u16 = 41;
 
@@ -39,6 +40,10 @@ impl Record {
 struct Zone {
     records: HashMap<String, Vec<Record>>,
     failing: Vec<String>,
+    /// With a value, "no such name" and "no such record" answers carry an SOA whose minimum
+    /// is this TTL, as a real zone's do, so resolvers cache them (RFC 2308). Without one
+    /// (the tests' default: they change records as they go) nothing negative is cached.
+    negative_ttl: Option<u32>,
 }
 
 pub struct DnsServer {
@@ -137,6 +142,12 @@ impl DnsServer {
         self.add(name, Record::Txt(text.to_string()));
     }
 
+    /// Negative answers carry an SOA with this TTL from now on, so resolvers cache them.
+    pub fn cache_negative_answers(&self, ttl: u32) {
+        let mut zone = self.zone.write().unwrap_or_else(PoisonError::into_inner);
+        zone.negative_ttl = Some(ttl);
+    }
+
     /// Queries for `name` answer SERVFAIL (a DNS outage, for temperror paths).
     pub fn fail(&self, name: &str) {
         let mut zone = self.zone.write().unwrap_or_else(PoisonError::into_inner);
@@ -208,6 +219,11 @@ fn answer(zone: &RwLock<Zone>, query: &[u8], udp: bool) -> Option<Vec<u8>> {
             Some(all) => (0, all.iter().filter(|r| r.kind() == qtype).collect()),
         }
     };
+    // An empty answer names the zone's SOA, when negative answers are to be cached.
+    let soa = zone
+        .negative_ttl
+        .filter(|_| rcode != 2 && records.is_empty())
+        .map(|ttl| soa(&name, ttl));
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(id);
     // QR, AA, RD copied; RA.
@@ -215,7 +231,7 @@ fn answer(zone: &RwLock<Zone>, query: &[u8], udp: bool) -> Option<Vec<u8>> {
     out.push(0x80 | rcode);
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(records.len() as u16).to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&u16::from(soa.is_some()).to_be_bytes());
     out.extend_from_slice(&u16::from(edns.is_some()).to_be_bytes());
     out.extend_from_slice(question);
     for record in &records {
@@ -226,6 +242,9 @@ fn answer(zone: &RwLock<Zone>, query: &[u8], udp: bool) -> Option<Vec<u8>> {
         let rdata = rdata(record);
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         out.extend_from_slice(&rdata);
+    }
+    if let Some(soa) = soa {
+        out.extend_from_slice(&soa);
     }
     if let Some(size) = edns {
         out.extend_from_slice(&[0, 0x00, 0x29]);
@@ -242,6 +261,28 @@ fn answer(zone: &RwLock<Zone>, query: &[u8], udp: bool) -> Option<Vec<u8>> {
         return Some(short);
     }
     Some(out)
+}
+
+/// The SOA record of the zone `name` is in (its last label: every test zone is a TLD such as
+/// `test`), with `ttl` as its own TTL and as the zone's minimum.
+fn soa(name: &str, ttl: u32) -> Vec<u8> {
+    let zone = name
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default();
+    let mut rdata = encode_name(&format!("ns.{zone}"));
+    rdata.extend(encode_name(&format!("hostmaster.{zone}")));
+    for value in [1, 3600, 600, 86400, ttl] {
+        rdata.extend_from_slice(&u32::to_be_bytes(value));
+    }
+    let mut out = encode_name(zone);
+    out.extend_from_slice(&SOA.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend(rdata);
+    out
 }
 
 fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
@@ -294,4 +335,36 @@ fn encode_name(name: &str) -> Vec<u8> {
     }
     out.push(0);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name`, type TXT, as a resolver sends it.
+    fn query(name: &str) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend(encode_name(name));
+        q.extend_from_slice(&TXT.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q
+    }
+
+    #[test]
+    fn negative_answers_carry_the_zones_soa_only_when_asked() {
+        let zone = RwLock::new(Zone::default());
+        let plain = answer(&zone, &query("_dmarc.nowhere.test"), true).expect("reply");
+        assert_eq!(plain[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(&plain[8..10], &[0, 0], "no authority section");
+
+        zone.write().expect("zone").negative_ttl = Some(60);
+        let reply = answer(&zone, &query("_dmarc.nowhere.test"), true).expect("reply");
+        assert_eq!(reply[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(&reply[8..10], &[0, 1], "one authority record");
+        let soa_at = query("_dmarc.nowhere.test").len();
+        let (owner, end) = read_name(&reply, soa_at).expect("owner");
+        assert_eq!(owner, "test");
+        assert_eq!(&reply[end..end + 2], &SOA.to_be_bytes());
+        assert_eq!(&reply[reply.len() - 4..], &60u32.to_be_bytes(), "minimum");
+    }
 }

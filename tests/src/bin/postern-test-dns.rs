@@ -3,7 +3,8 @@
 //!     postern-test-dns [--port 5353] [--records FILE]...
 //!
 //! Answers what the records files say (`name A|AAAA|MX|TXT value`, `name SERVFAIL`) and
-//! NXDOMAIN for every other name, on 127.0.0.1 over UDP and TCP, until stopped. Point Postern
+//! NXDOMAIN for every other name, on 127.0.0.1 over UDP and TCP, until stopped. Like a real
+//! zone's, its negative answers carry an SOA, so resolvers cache them for 60 s. Point Postern
 //! at it with `POSTERN_DNS__NAMESERVERS=127.0.0.1:5353`.
 
 use postern_tests::dns::DnsServer;
@@ -27,6 +28,7 @@ async fn main() {
         Ok(server) => server,
         Err(e) => fail(&format!("cannot listen on 127.0.0.1:{port}: {e}")),
     };
+    server.cache_negative_answers(60);
     for file in &files {
         let text = std::fs::read_to_string(file)
             .unwrap_or_else(|e| fail(&format!("cannot read {file}: {e}")));

@@ -10,10 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use postern_entity::{alias, alias_mailbox};
 use postern_tests::harness::TestServer;
 use postern_tests::http::http;
-use sea_orm::{EntityTrait, Set};
 
 #[tokio::main]
 async fn main() {
@@ -29,40 +27,9 @@ async fn main() {
     let user = postern_domain::accounts::require_user(db, "bench@real.test")
         .await
         .expect("user");
-    let mailbox_id = user.default_mailbox_id.expect("mailbox");
 
     let started = Instant::now();
-    let now = chrono::Utc::now();
-    for chunk in (0..aliases).collect::<Vec<_>>().chunks(1000) {
-        let rows = chunk.iter().map(|n| alias::ActiveModel {
-            user_id: Set(user.id),
-            email: Set(format!("bulk{n}@alias.test")),
-            enabled: Set(true),
-            created_at: Set(now),
-            ..Default::default()
-        });
-        alias::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await
-            .expect("insert aliases");
-    }
-    let ids: Vec<i64> = alias::Entity::find()
-        .all(db)
-        .await
-        .expect("ids")
-        .iter()
-        .map(|a| a.id)
-        .collect();
-    for chunk in ids.chunks(1000) {
-        let rows = chunk.iter().map(|id| alias_mailbox::ActiveModel {
-            alias_id: Set(*id),
-            mailbox_id: Set(mailbox_id),
-        });
-        alias_mailbox::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await
-            .expect("insert links");
-    }
+    let ids = server.seed_aliases("bench@real.test", aliases).await;
     println!("seeded {aliases} aliases in {:.1?}", started.elapsed());
 
     let auth = [("Authentication", key.as_str())];

@@ -86,6 +86,12 @@ impl SmtpClient {
 
     /// DATA with dot-stuffing; returns the final reply.
     pub async fn data(&mut self, message: &[u8]) -> String {
+        self.timed_data(message).await.0
+    }
+
+    /// DATA with dot-stuffing; returns the final reply and how long it took to come after
+    /// the message's last byte was written.
+    pub async fn timed_data(&mut self, message: &[u8]) -> (String, std::time::Duration) {
         let go = self.cmd("DATA").await;
         assert!(go.starts_with("354"), "DATA: {go}");
         let mut out = Vec::with_capacity(message.len() + 16);
@@ -102,7 +108,9 @@ impl SmtpClient {
         }
         out.extend_from_slice(b".\r\n");
         self.send_raw(&out).await;
-        self.reply().await
+        let sent = std::time::Instant::now();
+        let reply = self.reply().await;
+        (reply, sent.elapsed())
     }
 
     /// A whole transaction; returns the reply to DATA (or the first failing reply).

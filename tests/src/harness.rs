@@ -227,6 +227,56 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Adds `count` aliases `bulk{n}@alias.test` (n from 0) to `user`, each forwarding to the
+    /// user's default mailbox, in batches straight into the database: how the benchmarks give
+    /// a database the size of a large deployment. Returns their ids, in ascending order.
+    pub async fn seed_aliases(&self, user: &str, count: usize) -> Vec<i64> {
+        use postern_entity::{alias, alias_mailbox};
+        use sea_orm::{EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+        const BATCH: usize = 1000;
+        let db = self.running().ctx.db();
+        let user = postern_domain::accounts::require_user(db, user)
+            .await
+            .expect("user");
+        let mailbox_id = user.default_mailbox_id.expect("mailbox");
+        let now = chrono::Utc::now();
+        for start in (0..count).step_by(BATCH) {
+            let rows = (start..count.min(start + BATCH)).map(|n| alias::ActiveModel {
+                user_id: Set(user.id),
+                email: Set(format!("bulk{n}@{ALIAS_DOMAIN}")),
+                enabled: Set(true),
+                created_at: Set(now),
+                ..Default::default()
+            });
+            alias::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await
+                .expect("insert aliases");
+        }
+        let ids: Vec<i64> = alias::Entity::find()
+            .select_only()
+            .column(alias::Column::Id)
+            .filter(sea_orm::ColumnTrait::like(&alias::Column::Email, "bulk%"))
+            .order_by_asc(alias::Column::Id)
+            .into_tuple()
+            .all(db)
+            .await
+            .expect("ids");
+        for chunk in ids.chunks(BATCH) {
+            let rows = chunk.iter().map(|id| alias_mailbox::ActiveModel {
+                alias_id: Set(*id),
+                mailbox_id: Set(mailbox_id),
+            });
+            alias_mailbox::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await
+                .expect("insert links");
+        }
+        ids
+    }
+}
+
 pub fn last_line(out: &str) -> String {
     out.trim_end()
         .lines()

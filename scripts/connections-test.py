@@ -222,15 +222,18 @@ async def soak_part(service, port, sink, seconds, rate, results, samples_path):
     tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
     while time.time() < end:
         await asyncio.sleep(2.0)
-        samples.append((time.time() - t0, service.rss()))
+        samples.append((time.time() - t0, service.rss(), service.rss("RssAnon"),
+                        service.rss("RssFile") + service.rss("RssShmem")))
         if len(samples) % 15 == 0:
             print(f"soak: t={samples[-1][0]:.0f}s rss={mib(samples[-1][1])} "
+                  f"anon={mib(samples[-1][2])} "
                   f"acked={len(acked)} received={len(sink.got)}", flush=True)
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     load_end = time.time()
     end_rss, peak = service.rss(), service.rss("VmHWM")
     with open(samples_path, "w") as f:
-        f.writelines(f"{t:.1f} {r // 1024}\n" for t, r in samples)  # seconds, KiB
+        # seconds, then KiB: RSS, its anonymous part, its file and shared part
+        f.writelines(f"{t:.1f} {r // 1024} {a // 1024} {m // 1024}\n" for t, r, a, m in samples)
     delivered = set()
     while time.time() < load_end + 60:
         delivered = {n for _, n in sink.got}
@@ -239,7 +242,7 @@ async def soak_part(service, port, sink, seconds, rate, results, samples_path):
         await asyncio.sleep(0.5)
     drained_in = time.time() - load_end
     ref_at = min(60.0, seconds / 10)
-    ref = next((r for t, r in samples if t >= ref_at), samples[0][1])
+    ref = next((r for t, r, *_ in samples if t >= ref_at), samples[0][1])
     ratio = end_rss / ref
     missing = sorted(acked - delivered)
     print(f"soak: seconds={seconds:.0f} rate={rate:.0f}/s achieved={len(acked) / seconds:.1f}/s "

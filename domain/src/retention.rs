@@ -53,6 +53,9 @@ impl std::fmt::Display for Pruned {
     }
 }
 
+/// Stored messages deleted per transaction.
+const PURGE_BATCH: u64 = 500;
+
 fn ago(d: std::time::Duration) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(3650))
 }
@@ -106,8 +109,18 @@ pub async fn prune(ctx: &Context) -> Result<Pruned> {
         .exec(&txn)
         .await?
         .rows_affected;
-    done.messages = queue::purge_finished_messages(&txn).await?;
     txn.commit().await?;
+    // Stored messages nothing needs any more, a batch per transaction: a day of mail is
+    // gigabytes, and one transaction deleting it would hold every incoming message's commit.
+    loop {
+        let txn = crate::db::begin_write(ctx.db()).await?;
+        let purged = queue::purge_finished_messages(&txn, PURGE_BATCH).await?;
+        txn.commit().await?;
+        done.messages += purged;
+        if purged < PURGE_BATCH {
+            break;
+        }
+    }
 
     let txn = crate::db::begin_write(ctx.db()).await?;
     let now = chrono::Utc::now();

@@ -309,9 +309,9 @@ pub fn backoff(settings: &QueueSettings, attempts: i32) -> Duration {
         .min(settings.max_retry_interval)
 }
 
-/// Drops stored messages that no queued delivery needs any more and no quarantine entry or
-/// kept bounce holds; returns how many.
-pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
+/// Drops up to `limit` stored messages (oldest first) that no queued delivery needs any more
+/// and no quarantine entry or kept bounce holds, with their pieces; returns how many.
+pub async fn purge_finished_messages(db: &impl ConnectionTrait, limit: u64) -> Result<u64> {
     let still_needed = Query::select()
         .column(delivery::Column::MessageId)
         .from(delivery::Entity)
@@ -326,18 +326,26 @@ pub async fn purge_finished_messages(db: &impl ConnectionTrait) -> Result<u64> {
         .from(postern_entity::bounce::Entity)
         .and_where(Expr::col(postern_entity::bounce::Column::MessageId).is_not_null())
         .to_owned();
-    let result = message::Entity::delete_many()
+    let ids: Vec<i64> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
         .filter(message::Column::Id.not_in_subquery(still_needed))
         .filter(message::Column::Id.not_in_subquery(held))
         .filter(message::Column::Id.not_in_subquery(refused))
+        .order_by_asc(message::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    message_part::Entity::delete_many()
+        .filter(message_part::Column::MessageId.is_in(ids.iter().copied()))
         .exec(db)
         .await?;
-    let messages = Query::select()
-        .column(message::Column::Id)
-        .from(message::Entity)
-        .to_owned();
-    message_part::Entity::delete_many()
-        .filter(message_part::Column::MessageId.not_in_subquery(messages))
+    let result = message::Entity::delete_many()
+        .filter(message::Column::Id.is_in(ids))
         .exec(db)
         .await?;
     Ok(result.rows_affected)

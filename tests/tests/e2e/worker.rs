@@ -370,3 +370,48 @@ async fn the_queue_job_sends_what_is_due_and_gives_up_what_is_too_old() {
         Some("A message could not be delivered to me@real.test")
     );
 }
+
+#[tokio::test]
+async fn retention_drops_sent_messages_and_keeps_those_still_queued() {
+    let (mut server, alias) = server_with_alias().await;
+    for n in 0..3 {
+        let subject = format!("sent {n}");
+        let r = client::send(
+            server.smtp(),
+            "bob@ext.test",
+            &[&alias],
+            &message("bob@ext.test", &alias, &subject, "hello"),
+        )
+        .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    server.sink.wait_for(3, postern_tests::harness::WAIT).await;
+    postern_tests::harness::settled(&server).await;
+    // The relay goes away: the next message stays queued, its body needed.
+    server.sink.stop().await;
+    let r = client::send(
+        server.smtp(),
+        "bob@ext.test",
+        &[&alias],
+        &message("bob@ext.test", &alias, "waiting", "still to send"),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+
+    let done = postern_domain::retention::prune(&server.running().ctx)
+        .await
+        .expect("retention");
+    assert_eq!(done.messages, 3, "{done:?}");
+    let stored = {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        postern_entity::message::Entity::find()
+            .count(server.running().ctx.db())
+            .await
+            .expect("count")
+    };
+    assert_eq!(stored, 1, "only the queued message is kept");
+
+    server.sink.resume().await;
+    let got = server.sink.wait_for(4, postern_tests::harness::WAIT).await;
+    assert!(got[3].text().contains("still to send"), "{}", got[3].text());
+}

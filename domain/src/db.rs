@@ -29,31 +29,54 @@ pub async fn connect_url(url: &str) -> Result<DatabaseConnection> {
             ))
         })?;
     }
+    if sqlite {
+        // The switch to WAL needs the file to itself, and eight connections opening together
+        // on a new file would race for it ("database is locked"). WAL is a property of the
+        // file: set it once from one connection, and the pool's later `journal_mode=WAL` is a
+        // no-op.
+        Database::connect(sqlite_options(url, 1))
+            .await?
+            .close()
+            .await?;
+    }
+    let db = Database::connect(if sqlite {
+        sqlite_options(url, SQLITE_CONNECTIONS)
+    } else {
+        let mut options = ConnectOptions::new(url.to_string());
+        options
+            .max_connections(20)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        options
+    })
+    .await?;
+    Ok(db)
+}
+
+/// A pool of `connections` SQLite connections, all opened at start and kept.
+fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_string());
     options
-        .max_connections(if sqlite { SQLITE_CONNECTIONS } else { 20 })
-        .min_connections(1)
+        .max_connections(connections)
+        .min_connections(connections)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    if sqlite {
+        .sqlx_logging(false)
         // All opened at start and kept: each costs about 0.6 MiB (a thread, the schema, its
         // cache), and a pool that grew with bursts and recycled them would make the process's
         // memory creep for hours instead of being what it is after the first minute.
-        options
-            .min_connections(SQLITE_CONNECTIONS)
-            .idle_timeout(None)
-            .max_lifetime(None);
-        options.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sqlx_sqlite_journal_wal())
-                .synchronous(sqlx_sqlite_sync_full())
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
-        });
-    }
-    let db = Database::connect(options).await?;
-    Ok(db)
+        .idle_timeout(None)
+        .max_lifetime(None);
+    options.map_sqlx_sqlite_opts(|o| {
+        o.journal_mode(sqlx_sqlite_journal_wal())
+            .synchronous(sqlx_sqlite_sync_full())
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+    });
+    options
 }
 
 /// SQLite connections: one writes at a time, the others read alongside.

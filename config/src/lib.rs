@@ -75,6 +75,9 @@ pub struct DkimSettings {
     /// A file holding the key-encryption key. Without either, the embedded default creates
     /// `<data_dir>/dkim-kek` on first start.
     pub kek_file: Option<PathBuf>,
+    /// Whether forwards are ARC-sealed (RFC 8617), so a mailbox provider that trusts us can
+    /// trust the verdict we passed on. Two more RSA signatures per forward.
+    pub arc_seal: bool,
 }
 
 impl fmt::Debug for DkimSettings {
@@ -84,6 +87,7 @@ impl fmt::Debug for DkimSettings {
             .field("overlap", &self.overlap)
             .field("kek", &self.kek.as_ref().map(|_| "***"))
             .field("kek_file", &self.kek_file)
+            .field("arc_seal", &self.arc_seal)
             .finish()
     }
 }
@@ -649,6 +653,7 @@ impl Reader<'_> {
             overlap: self.days("dkim.overlap_days", 7),
             kek: self.string("dkim.kek"),
             kek_file: self.string("dkim.kek_file").map(PathBuf::from),
+            arc_seal: self.boolean("dkim.arc_seal", true),
         };
         if dkim.kek.is_some() && dkim.kek_file.is_some() {
             self.error("dkim.kek_file", "give dkim.kek or dkim.kek_file, not both");

@@ -307,12 +307,16 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
             let id = format!("Message-ID: <{}@{reply_domain}>\r\n", source.token);
             rewritten.splice(0..0, id.into_bytes());
         }
-        let sealed = crate::pipeline::authenticate::seal(
-            &ctx,
-            source.message.raw(),
-            reply_domain,
-            rewritten,
-        )?;
+        let sealed = if ctx.settings().dkim.arc_seal {
+            crate::pipeline::authenticate::seal(
+                &ctx,
+                source.message.raw(),
+                reply_domain,
+                rewritten,
+            )?
+        } else {
+            rewritten
+        };
         ctx.signers().sign(reply_domain, sealed)
     })
     .await

@@ -298,6 +298,33 @@ async fn forwards_are_arc_sealed_and_dkimpy_validates_the_chain() {
 }
 
 #[tokio::test]
+async fn with_arc_sealing_off_forwards_keep_their_dkim_signatures_and_no_seal_of_ours() {
+    let server = TestServer::start_with(&[("dkim.arc_seal", "false")]).await;
+    server.add_user("me@real.test").await;
+    server.add_alias("me@real.test", Some(ALIAS), &[]).await;
+    server.dns.txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let r = send(
+        &server,
+        "a@pass.test",
+        mail("a@pass.test", "unsealed").as_bytes(),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let text = got[0].text();
+    assert!(!text.contains("ARC-"), "no ARC set in:\n{text}");
+    assert!(
+        got[0]
+            .header("Authentication-Results")
+            .is_some_and(|v| v.starts_with("mx.alias.test; spf=pass")),
+        "our verdict is still written:\n{text}"
+    );
+    postern_tests::verifier::verify_dkim(&server, &got[0].data, "reply.test")
+        .await
+        .unwrap_or_else(|report| panic!("DKIM verification failed:\n{report}"));
+}
+
+#[tokio::test]
 async fn a_received_chain_is_extended_one_instance_up() {
     let server = server().await;
     // An upstream forwarder (signer.test, keys published) sealed the message first.

@@ -86,6 +86,7 @@ struct Inner {
     action_key: HmacKey,
     outbound: Outbound,
     writer: Writer,
+    delivered: crate::delivery::status::Delivered,
     journal: crate::delivery::journal::Journal,
     instance: String,
     wake: Notify,
@@ -132,6 +133,7 @@ impl Context {
             tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
         }
         let writer = Writer::start(db.clone());
+        let delivered = crate::delivery::status::Delivered::start(writer.clone());
         let authenticator = crate::dns::authenticator(&settings.dns)?;
         let ctx = Self {
             inner: Arc::new(Inner {
@@ -145,6 +147,7 @@ impl Context {
                 action_key,
                 outbound,
                 writer,
+                delivered,
                 journal,
                 instance,
                 wake: Notify::new(),
@@ -289,6 +292,11 @@ impl Context {
     /// The group-commit writer: every write of the mail path goes through it.
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Where a successful send's status goes: committed in batches.
+    pub fn delivered(&self) -> &crate::delivery::status::Delivered {
+        &self.inner.delivered
     }
 
     /// Where an accepted delivery is noted before its status commit.

@@ -32,6 +32,9 @@ pub struct Source {
     pub token: String,
     /// The client that delivered it (address, HELO name); `None` for our own notices.
     pub client: Option<(std::net::IpAddr, String)>,
+    /// What receiving it learnt about its correspondents, per alias: a first attempt renders
+    /// with it instead of asking the database again.
+    pub facts: std::sync::Mutex<std::collections::HashMap<i64, Arc<flow::forward::Facts>>>,
 }
 
 impl Source {
@@ -45,7 +48,19 @@ impl Source {
                 .client_ip
                 .and_then(|ip| ip.parse().ok())
                 .map(|ip| (ip, stored.helo.unwrap_or_default())),
+            facts: Default::default(),
         })
+    }
+
+    /// The facts receiving it gathered for `alias_id`, if it was received by this process.
+    pub fn facts(&self, alias_id: i64) -> Option<Arc<flow::forward::Facts>> {
+        let facts = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        facts.get(&alias_id).cloned()
+    }
+
+    pub(crate) fn keep_facts(&self, alias_id: i64, facts: Arc<flow::forward::Facts>) {
+        let mut kept = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        kept.insert(alias_id, facts);
     }
 }
 
@@ -128,9 +143,7 @@ pub async fn attempt(
             let id = d.id;
             // Noted at once, so a kill before the commit below does not send it again.
             let _noted = ctx.sent_journal().record(id);
-            ctx.writer()
-                .write(move |txn| Box::pin(async move { queue::mark_delivered(txn, id).await }))
-                .await?;
+            ctx.delivered().mark(id).await?;
             Ok(Attempt::Delivered)
         }
         Err(SendError::Permanent(e)) => fail(ctx, &d, &e).await,

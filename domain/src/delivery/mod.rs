@@ -3,5 +3,6 @@
 pub mod attempt;
 pub mod journal;
 pub mod queue;
+pub mod status;
 
 pub use attempt::{Attempt, Source, attempt, run_due, spawn};

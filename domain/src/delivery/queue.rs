@@ -251,8 +251,22 @@ async fn finish(
     Ok(())
 }
 
-pub async fn mark_delivered(db: &impl ConnectionTrait, id: i64) -> Result<()> {
-    finish(db, id, DeliveryStatus::Delivered, None).await
+/// Marks every delivery in `ids` delivered, in one statement.
+pub async fn mark_delivered_many(db: &impl ConnectionTrait, ids: &[i64]) -> Result<()> {
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::Status,
+            Expr::value(DeliveryStatus::Delivered),
+        )
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(delivery::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 pub async fn mark_failed(db: &impl ConnectionTrait, id: i64, error: &str) -> Result<()> {

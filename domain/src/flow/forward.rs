@@ -92,6 +92,7 @@ async fn existing_contacts(
 }
 
 /// What resolve needs to know to decide, and the plan to build the writes.
+#[derive(Debug)]
 pub struct Facts {
     pub sender: Mailbox,
     people: Vec<Mailbox>,
@@ -275,7 +276,10 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
     let route = super::route_of(ctx, d).await?;
     let alias_id = route.alias.id;
     let message = &source.message;
-    let facts = Facts::gather(ctx, &route, message, &source.mail_from).await?;
+    let facts = match source.facts(alias_id) {
+        Some(facts) => facts,
+        None => Arc::new(Facts::gather(ctx, &route, message, &source.mail_from).await?),
+    };
     let reverse_aliases = facts.reverse_aliases(ctx, alias_id);
     let restore_ids = thread_ids(
         ctx.db(),

@@ -160,6 +160,7 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         mail_from: envelope.mail_from.clone(),
         token: flow::notice::new_token(),
         client: Some((envelope.remote_ip, envelope.helo.clone())),
+        facts: Default::default(),
     });
     let message = &source.message;
 
@@ -193,8 +194,10 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                         ),
                     ));
                 }
-                let facts =
-                    forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?;
+                let facts = Arc::new(
+                    forward::Facts::gather(ctx, &route, message, &envelope.mail_from).await?,
+                );
+                source.keep_facts(route.alias.id, Arc::clone(&facts));
                 let from_ourselves =
                     resolve::is_our_own(ctx, &facts.sender.address, route.alias.user_id).await?;
                 let decision = decide::decide_forward(

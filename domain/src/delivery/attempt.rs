@@ -107,14 +107,14 @@ pub async fn attempt(
     d: delivery::Model,
     source: Option<Arc<Source>>,
 ) -> Result<Attempt> {
-    let _slot = Arc::clone(ctx.delivery_slots())
+    let slot = Arc::clone(ctx.delivery_slots())
         .acquire_owned()
         .await
         .map_err(|_| DomainError::Unavailable("delivery slots closed".into()))?;
     // A large message is read back, rewritten and signed in several copies: at most as many
     // of those at once as there are cores, so ten concurrent 25 MiB messages do not hold
     // thirty copies at the same moment.
-    let _large = if source.is_none() && queue::is_large(ctx.db(), d.message_id).await? {
+    let large = if source.is_none() && queue::is_large(ctx.db(), d.message_id).await? {
         Some(
             ctx.large_message_slots()
                 .acquire()
@@ -143,6 +143,8 @@ pub async fn attempt(
             let id = d.id;
             // Noted at once, so a kill before the commit below does not send it again.
             let _noted = ctx.sent_journal().record(id);
+            // The send is over: the next one need not wait for this status's commit.
+            drop((large, slot, body));
             ctx.delivered().mark(id).await?;
             Ok(Attempt::Delivered)
         }

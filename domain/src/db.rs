@@ -30,7 +30,7 @@ pub async fn connect_url(url: &str) -> Result<DatabaseConnection> {
         })?;
     }
     if sqlite {
-        // The switch to WAL needs the file to itself, and eight connections opening together
+        // The switch to WAL needs the file to itself, and the pool's connections opening together
         // on a new file would race for it ("database is locked"). WAL is a property of the
         // file: set it once from one connection, and the pool's later `journal_mode=WAL` is a
         // no-op.
@@ -79,8 +79,10 @@ fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     options
 }
 
-/// SQLite connections: one writes at a time, the others read alongside.
-const SQLITE_CONNECTIONS: u32 = 8;
+/// SQLite connections: one writes at a time (the group-commit writer), the others read
+/// alongside. Four serve the load as fast as eight did (813 against 786 msg/s), and each one
+/// kept costs memory: its thread, its schema and its page cache.
+const SQLITE_CONNECTIONS: u32 = 4;
 
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2,000). Mail is written once
 /// and read once, mostly from memory on its way through, so a larger cache would only hold

@@ -15,9 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use postern_entity::delivery::{self, DeliveryStatus};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::ConnectionTrait;
 
 use crate::Result;
 
@@ -118,22 +116,7 @@ impl Journal {
         }
         let mut marked = 0;
         for chunk in ids.chunks(500) {
-            let result = delivery::Entity::update_many()
-                .col_expr(
-                    delivery::Column::Status,
-                    Expr::value(DeliveryStatus::Delivered),
-                )
-                .col_expr(
-                    delivery::Column::ClaimedBy,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-                .filter(delivery::Column::Id.is_in(chunk.to_vec()))
-                .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
-                .filter(delivery::Column::ClaimedBy.eq(instance))
-                .exec(db)
-                .await?;
-            marked += result.rows_affected;
+            marked += super::queue::mark_delivered_many(db, chunk, Some(instance)).await?;
         }
         for path in [&self.old_path, &self.path] {
             match std::fs::remove_file(path) {

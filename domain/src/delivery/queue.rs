@@ -251,9 +251,14 @@ async fn finish(
     Ok(())
 }
 
-/// Marks every delivery in `ids` delivered, in one statement.
-pub async fn mark_delivered_many(db: &impl ConnectionTrait, ids: &[i64]) -> Result<()> {
-    delivery::Entity::update_many()
+/// Marks every delivery in `ids` delivered, in one statement; with `claimed_by`, only those
+/// still queued under that claim. Returns how many it changed.
+pub async fn mark_delivered_many(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    claimed_by: Option<&str>,
+) -> Result<u64> {
+    let mut update = delivery::Entity::update_many()
         .col_expr(
             delivery::Column::Status,
             Expr::value(DeliveryStatus::Delivered),
@@ -263,10 +268,13 @@ pub async fn mark_delivered_many(db: &impl ConnectionTrait, ids: &[i64]) -> Resu
             Expr::value(Option::<String>::None),
         )
         .col_expr(delivery::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-        .filter(delivery::Column::Id.is_in(ids.iter().copied()))
-        .exec(db)
-        .await?;
-    Ok(())
+        .filter(delivery::Column::Id.is_in(ids.iter().copied()));
+    if let Some(instance) = claimed_by {
+        update = update
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Queued))
+            .filter(delivery::Column::ClaimedBy.eq(instance));
+    }
+    Ok(update.exec(db).await?.rows_affected)
 }
 
 pub async fn mark_failed(db: &impl ConnectionTrait, id: i64, error: &str) -> Result<()> {

@@ -54,7 +54,9 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Waiter>) {
         }
         let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
         let written = writer
-            .write(move |txn| Box::pin(async move { queue::mark_delivered_many(txn, &ids).await }))
+            .write(move |txn| {
+                Box::pin(async move { queue::mark_delivered_many(txn, &ids, None).await.map(drop) })
+            })
             .await;
         let failure = written.as_ref().err().map(ToString::to_string);
         for (_, waiter) in batch {

@@ -181,6 +181,10 @@ pub struct SmtpSettings {
     /// Clients exempt from the per-client and per-alias limits (CIDRs): a load balancer's
     /// health check, a benchmark's load generator. Empty by default.
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Spam filters in front of us (CIDRs) whose verdict headers are believed: SpamAssassin's
+    /// `X-Spam-Status`/`X-Spam-Score`, rspamd's `X-Spamd-Result`/`X-Rspamd-Score`. From any
+    /// other client those headers mean nothing. Empty by default.
+    pub spam_filters: Vec<ipnet::IpNet>,
     /// Concurrent sessions, and new connections per minute, per client (IPv4 address or
     /// IPv6 /64).
     pub max_connections_per_client: usize,
@@ -459,6 +463,7 @@ impl Reader<'_> {
             tls_cert: self.string("smtp.tls_cert").map(PathBuf::from),
             tls_key: self.string("smtp.tls_key").map(PathBuf::from),
             trusted_networks: self.cidrs("smtp.trusted_networks"),
+            spam_filters: self.cidrs("smtp.spam_filters"),
             max_connections_per_client: self.positive("smtp.max_connections_per_client", 20),
             connections_per_minute_per_client: u32::try_from(
                 self.positive("smtp.connections_per_minute_per_client", 120),

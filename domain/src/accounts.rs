@@ -903,6 +903,18 @@ pub struct SettingsUpdate {
     pub block_behaviour: Option<String>,
     /// `warn` or `hold`.
     pub dmarc_quarantine: Option<String>,
+    /// `Some(None)` turns the spam threshold off; `Some(Some(t))` sets it, in tenths of a
+    /// point (1 to 1,000: 0.1 to 100).
+    pub spam_threshold: Option<Option<i32>>,
+}
+
+/// The highest spam threshold, in tenths of a point.
+pub const MAX_SPAM_THRESHOLD: i32 = 1000;
+
+/// A spam threshold as people write it (`5`, `7.5`) in tenths of a point; `None` when it is
+/// not a number.
+pub fn parse_spam_threshold(points: f64) -> Option<i32> {
+    (points.is_finite() && points.abs() < 1e6).then(|| (points * 10.0).round() as i32)
 }
 
 pub async fn update_settings(
@@ -944,6 +956,14 @@ pub async fn update_settings(
             return Err(DomainError::Invalid("Invalid dmarc_quarantine".into()));
         }
         active.dmarc_quarantine = Set(q);
+    }
+    if let Some(t) = update.spam_threshold {
+        if t.is_some_and(|t| !(1..=MAX_SPAM_THRESHOLD).contains(&t)) {
+            return Err(DomainError::Invalid(
+                "Invalid spam_threshold: give a score from 0.1 to 100, or null for none".into(),
+            ));
+        }
+        active.spam_threshold = Set(t);
     }
     if let Some(d) = update.default_alias_domain {
         if !settings.mail.alias_domains.contains(&d) {

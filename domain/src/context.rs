@@ -43,6 +43,8 @@ pub struct Route {
     pub refuse_blocked: bool,
     /// The owner holds mail failing a DMARC `p=quarantine` in the quarantine.
     pub hold_quarantined: bool,
+    /// The owner's spam threshold, in tenths of a point.
+    pub spam_threshold: Option<i32>,
 }
 
 impl Route {

@@ -33,6 +33,7 @@ pub mod retention;
 pub mod rewrite;
 pub mod scrub;
 pub mod secrets;
+pub mod spam;
 pub mod suffix;
 pub mod verp;
 mod words;

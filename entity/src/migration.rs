@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_dkim_rotation::Migration),
             Box::new(m20261206_000015_alias_trash::Migration),
             Box::new(m20261206_000016_authorized_addresses::Migration),
+            Box::new(m20261207_000017_spam_threshold::Migration),
         ]
     }
 }
@@ -1252,6 +1253,43 @@ mod m20261206_000016_authorized_addresses {
                 Table::drop()
                     .table("authorized_addresses")
                     .if_exists()
+                    .to_owned(),
+            )
+            .await
+        }
+    }
+}
+
+/// Each user's spam threshold: mail a trusted upstream filter scored above it is held.
+mod m20261207_000017_spam_threshold {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::schema::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261207_000017_spam_threshold"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .add_column(integer_null("spam_threshold"))
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+            m.alter_table(
+                Table::alter()
+                    .table("users")
+                    .drop_column("spam_threshold")
                     .to_owned(),
             )
             .await

@@ -166,6 +166,8 @@ pub(crate) struct CurrentSettings<'a> {
     pub random_alias_suffix: &'a str,
     pub block_behaviour: &'a str,
     pub dmarc_quarantine: &'a str,
+    /// In points (`7.5`); `None` when off.
+    pub spam_threshold: Option<f64>,
 }
 
 pub(crate) fn current_settings<'a>(
@@ -182,6 +184,7 @@ pub(crate) fn current_settings<'a>(
         random_alias_suffix: &u.random_alias_suffix,
         block_behaviour: &u.block_behaviour,
         dmarc_quarantine: &u.dmarc_quarantine,
+        spam_threshold: u.spam_threshold.map(|t| f64::from(t) / 10.0),
     }
 }
 
@@ -195,6 +198,7 @@ fn setting_object(state: &AppState, u: &postern_entity::user::Model) -> Value {
         "random_alias_suffix": s.random_alias_suffix,
         "block_behaviour": s.block_behaviour,
         "dmarc_quarantine": s.dmarc_quarantine,
+        "spam_threshold": s.spam_threshold,
     })
 }
 
@@ -248,6 +252,15 @@ pub async fn update_setting(
         default_alias_domain: text("random_alias_default_domain")?,
         block_behaviour: text("block_behaviour")?,
         dmarc_quarantine: text("dmarc_quarantine")?,
+        spam_threshold: match body.get("spam_threshold") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(v) => Some(Some(
+                v.as_f64()
+                    .and_then(accounts::parse_spam_threshold)
+                    .ok_or_else(|| ApiError::bad_request("Invalid spam_threshold"))?,
+            )),
+        },
     };
     let user =
         accounts::update_settings(state.ctx.db(), state.ctx.settings(), user, update).await?;

@@ -104,6 +104,10 @@ struct SettingsPage<'a> {
     domain: Vec<Choice>,
     block_behaviour: Vec<Choice>,
     dmarc_quarantine: Vec<Choice>,
+    /// The threshold as typed back into its field (`7.5`), empty when off.
+    spam_threshold: String,
+    /// Whether this server believes any spam filter's verdict at all.
+    spam_filters: bool,
     notification: bool,
     totp_on: bool,
 }
@@ -139,6 +143,11 @@ fn settings_view(
         domain: choices(&domains, &current.random_alias_default_domain),
         block_behaviour: choices(BLOCK, current.block_behaviour),
         dmarc_quarantine: choices(DMARC, current.dmarc_quarantine),
+        spam_threshold: current
+            .spam_threshold
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        spam_filters: !state.ctx.settings().smtp.spam_filters.is_empty(),
         notification: current.notification,
         totp_on: u.totp_secret.is_some(),
     })
@@ -184,6 +193,8 @@ struct SettingsForm {
     default_alias_domain: Option<String>,
     block_behaviour: Option<String>,
     dmarc_quarantine: Option<String>,
+    /// Empty turns it off.
+    spam_threshold: Option<String>,
     /// A checkbox: present when ticked.
     notification: Option<String>,
 }
@@ -200,6 +211,18 @@ async fn save_settings(
     let domain = form
         .default_alias_domain
         .filter(|d| *d != accounts::alias_domain_for(state.ctx.settings(), &u));
+    let spam_threshold = match form.spam_threshold.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(typed) => Some(Some(
+            typed
+                .parse::<f64>()
+                .ok()
+                .and_then(accounts::parse_spam_threshold)
+                // Out of range: the domain's check explains the allowed values.
+                .unwrap_or(0),
+        )),
+    };
     let update = accounts::SettingsUpdate {
         alias_generator: form.alias_generator,
         sender_format: form.sender_format,
@@ -208,6 +231,7 @@ async fn save_settings(
         default_alias_domain: domain,
         block_behaviour: form.block_behaviour,
         dmarc_quarantine: form.dmarc_quarantine,
+        spam_threshold,
     };
     match accounts::update_settings(state.ctx.db(), state.ctx.settings(), u.clone(), update).await {
         Ok(_) => Ok(back_to("/settings?saved=1")),

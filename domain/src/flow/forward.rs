@@ -16,7 +16,7 @@ use crate::context::{Context, Route};
 use crate::delivery::Source;
 use crate::delivery::queue::NewDelivery;
 use crate::message::ParsedMessage;
-use crate::pipeline::decide::Decision;
+use crate::pipeline::decide::{Decision, Hold};
 use crate::rewrite::{self, ForwardContext, Mailbox};
 use crate::{DomainError, Result};
 
@@ -181,7 +181,7 @@ pub fn plan(
             ActivityKind::Block,
             Some(reason.as_str().to_string()),
         ),
-        Decision::Quarantine(route) => (
+        Decision::Quarantine(route, _) => (
             route,
             ActivityKind::Quarantined,
             message.subject().map(str::to_string),
@@ -217,15 +217,32 @@ pub fn plan(
             ContactRef::Email(sender)
         }
     };
-    if let Decision::Quarantine(route) = decision {
+    if let Decision::Quarantine(route, hold) = decision {
+        let (reason, why) = match hold {
+            Hold::Dmarc => (
+                "the sender's domain asks for quarantine, and the message fails its DMARC check"
+                    .to_string(),
+                "fails the DMARC check its sender's domain asks for: it may be forged".to_string(),
+            ),
+            Hold::Spam { score, threshold } => (
+                format!(
+                    "the spam filter scored it {}, above your threshold of {}",
+                    tenths(*score),
+                    tenths(*threshold)
+                ),
+                format!(
+                    "was scored {} by the spam filter, above your threshold of {}",
+                    tenths(*score),
+                    tenths(*threshold)
+                ),
+            ),
+        };
         plan.quarantined.push(super::NewQuarantine {
             user_id: route.alias.user_id,
             alias_id: route.alias.id,
             sender: facts.sender.address.to_lowercase(),
             subject: message.subject().map(str::to_string),
-            reason:
-                "the sender's domain asks for quarantine, and the message fails its DMARC check"
-                    .into(),
+            reason,
         });
         plan.notices.push(super::notice::Notice {
             kind: super::notice::NoticeKind::Quarantined,
@@ -238,9 +255,9 @@ pub fn plan(
                 .collect(),
             subject: format!("{} has a new mail in quarantine", route.alias.email),
             text: format!(
-                "A message from {sender} to your alias {alias} (\"{subject}\") fails the \
-                 DMARC check its sender's domain asks for: it may be forged. It is held in \
-                 your quarantine, where you can release it or delete it (GET /api/quarantine).",
+                "A message from {sender} to your alias {alias} (\"{subject}\") {why}. It is \
+                 held in your quarantine, where you can release it or delete it \
+                 (GET /api/quarantine).",
                 sender = facts.sender.address.to_lowercase(),
                 alias = route.alias.email,
                 subject = message.subject().unwrap_or_default(),
@@ -324,4 +341,9 @@ pub async fn render(ctx: &Context, d: &delivery::Model, source: Arc<Source>) -> 
         ctx.signers().sign(reply_domain, sealed)
     })
     .await
+}
+
+/// A score in tenths of a point, as people write it: `7.5`, `-0.3`.
+fn tenths(t: i32) -> String {
+    format!("{:.1}", f64::from(t) / 10.0)
 }

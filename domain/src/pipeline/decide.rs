@@ -74,12 +74,21 @@ pub enum RefuseReason {
     UnknownRecipients(Vec<String>),
 }
 
+/// Why a forward is held in the quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// It fails its sender's DMARC `p=quarantine`, and the owner holds such mail.
+    Dmarc,
+    /// A trusted upstream filter scored it (in tenths) above the owner's threshold.
+    Spam { score: i32, threshold: i32 },
+}
+
 /// What happens to the message for one recipient (or one alias, for replies).
 #[derive(Debug, Clone)]
 pub enum Decision {
     Forward(Arc<Route>),
     /// Held in the quarantine until the owner releases it.
-    Quarantine(Arc<Route>),
+    Quarantine(Arc<Route>, Hold),
     Block(Arc<Route>, BlockReason),
     /// The owner wrote to their own alias: sending it back would loop.
     Loop(Arc<Route>),
@@ -98,14 +107,22 @@ pub enum Decision {
 
 /// A message to an alias. `sender_blocked`: the owner blocked the sender's contact;
 /// `from_ourselves`: its `From:` is one of our reverse aliases or another alias of the owner;
-/// `quarantine`: it fails its sender's DMARC `p=quarantine`.
+/// `quarantine`: it fails its sender's DMARC `p=quarantine`; `spam_score`: what a trusted
+/// upstream filter scored it, in tenths of a point.
 pub fn decide_forward(
     route: Arc<Route>,
     envelope: &Envelope,
     sender_blocked: bool,
     from_ourselves: bool,
     quarantine: bool,
+    spam_score: Option<i32>,
 ) -> Decision {
+    let spam = match (spam_score, route.spam_threshold) {
+        (Some(score), Some(threshold)) if score > threshold => {
+            Some(Hold::Spam { score, threshold })
+        }
+        _ => None,
+    };
     if route.mailbox(&envelope.mail_from).is_some() || from_ourselves {
         Decision::Loop(route)
     } else if route.alias.deleted_at.is_some() {
@@ -117,7 +134,9 @@ pub fn decide_forward(
     } else if route.forwards_to().next().is_none() {
         Decision::Block(route, BlockReason::NoMailbox)
     } else if quarantine && route.hold_quarantined {
-        Decision::Quarantine(route)
+        Decision::Quarantine(route, Hold::Dmarc)
+    } else if let Some(hold) = spam {
+        Decision::Quarantine(route, hold)
     } else {
         Decision::Forward(route)
     }

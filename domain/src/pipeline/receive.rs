@@ -163,6 +163,18 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
         facts: Default::default(),
     });
     let message = &source.message;
+    // A spam filter's verdict counts only from a filter the operator listed.
+    let spam_score = if ctx
+        .settings()
+        .smtp
+        .spam_filters
+        .iter()
+        .any(|net| net.contains(&envelope.remote_ip))
+    {
+        crate::spam::score(message.raw())
+    } else {
+        None
+    };
 
     // 2. Resolve and decide, per recipient (a reply: per alias, with its contacts).
     let mut plan = Plan::default();
@@ -206,6 +218,7 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
                     facts.sender_blocked(),
                     from_ourselves,
                     checks.dmarc_quarantines(),
+                    spam_score,
                 );
                 match &decision {
                     decide::Decision::Block(r, _) if r.refuse_blocked => refusing += 1,

@@ -123,7 +123,8 @@ async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
     let refuse_blocked = owner
         .as_ref()
         .is_some_and(|u| u.block_behaviour == "return_5xx");
-    let hold_quarantined = owner.is_some_and(|u| u.dmarc_quarantine == "hold");
+    let hold_quarantined = owner.as_ref().is_some_and(|u| u.dmarc_quarantine == "hold");
+    let spam_threshold = owner.and_then(|u| u.spam_threshold);
     let id = alias.id;
     let route = Arc::new(Route {
         alias,
@@ -132,6 +133,7 @@ async fn load_route(ctx: &Context, alias: alias::Model) -> Result<Arc<Route>> {
         sender_format,
         refuse_blocked,
         hold_quarantined,
+        spam_threshold,
     });
     ctx.routes_by_id().insert(id, Arc::clone(&route));
     Ok(route)

@@ -29,6 +29,9 @@ pub struct Model {
     /// Mail failing a DMARC `p=quarantine`: `warn` (forwarded with a warning; the default) or
     /// `hold` (kept in the quarantine until released).
     pub dmarc_quarantine: String,
+    /// In tenths of a point: mail that a trusted upstream filter (`smtp.spam_filters`) scored
+    /// above it is held in the quarantine. `None`: no threshold, such scores are ignored.
+    pub spam_threshold: Option<i32>,
     /// `word` or `uuid`: how random aliases are made when a client does not say.
     pub alias_generator: String,
     /// How reverse aliases show senders: `AT`, `A`, `NAME_ONLY`, `AT_ONLY`, `NO_NAME`.

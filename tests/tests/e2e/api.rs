@@ -1518,7 +1518,7 @@ async fn settings_change_how_aliases_are_made_and_shown() {
     let r = call(&server, "GET", "/api/setting", Some(&key), None).await;
     assert_eq!(
         r.json,
-        json!({"alias_generator": "word", "notification": true, "random_alias_default_domain": "alias.test", "sender_format": "AT", "random_alias_suffix": "word", "block_behaviour": "return_2xx", "dmarc_quarantine": "warn"})
+        json!({"alias_generator": "word", "notification": true, "random_alias_default_domain": "alias.test", "sender_format": "AT", "random_alias_suffix": "word", "block_behaviour": "return_2xx", "dmarc_quarantine": "warn", "spam_threshold": null})
     );
     for (field, value, error) in [
         ("alias_generator", json!("emoji"), "Invalid alias_generator"),

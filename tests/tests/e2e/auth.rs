@@ -588,6 +588,90 @@ async fn the_quarantine_holds_lists_releases_and_deletes() {
 }
 
 #[tokio::test]
+async fn a_listed_filters_spam_score_over_the_owners_threshold_is_held_and_no_one_elses_counts() {
+    // The filter in front of us is on loopback here; a second server lists another network.
+    let listed = TestServer::start_with(&[("smtp.spam_filters", "127.0.0.0/8")]).await;
+    let unlisted = TestServer::start_with(&[("smtp.spam_filters", "192.0.2.0/24")]).await;
+    for server in [&listed, &unlisted] {
+        let key = server.add_user("me@real.test").await;
+        server.add_alias("me@real.test", Some(ALIAS), &[]).await;
+        server.dns.txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+        let set = |body: &'static str| {
+            let (addr, key) = (server.http(), key.clone());
+            async move {
+                let auth = [
+                    ("Authentication", key.as_str()),
+                    ("Content-Type", "application/json"),
+                ];
+                postern_tests::http::http(addr, "PATCH", "/api/setting", &auth, Some(body)).await
+            }
+        };
+        for bad in [
+            r#"{"spam_threshold": "high"}"#,
+            r#"{"spam_threshold": 0}"#,
+            r#"{"spam_threshold": 100.5}"#,
+        ] {
+            let r = set(bad).await;
+            assert_eq!(r.status, 400, "{bad}: {}", r.body);
+            assert!(r.json["error"].is_string(), "{}", r.body);
+        }
+        let r = set(r#"{"spam_threshold": 5}"#).await;
+        assert_eq!(r.json["spam_threshold"], 5.0, "{}", r.body);
+    }
+    let scored = |subject: &str, field: &str| {
+        mail("a@pass.test", subject).replacen("Subject:", &format!("{field}\r\nSubject:"), 1)
+    };
+    let spam = scored(
+        "spam",
+        "X-Spam-Status: Yes, score=7.5 required=5.0 tests=BAYES_99",
+    );
+    let ham = scored(
+        "ham",
+        "X-Spamd-Result: default: False [3.00 / 15.00];\r\n\tBAYES_HAM(-3.00)",
+    );
+
+    // Listed: the spam is held (its owner told), the ham forwarded.
+    for raw in [&spam, &ham] {
+        let r = send(&listed, "a@pass.test", raw.as_bytes()).await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let got = listed.sink.wait_for(2, WAIT).await;
+    let subjects: Vec<_> = got.iter().filter_map(|m| m.header("Subject")).collect();
+    assert!(subjects.contains(&"ham".to_string()), "{subjects:?}");
+    assert!(
+        subjects.contains(&format!("{ALIAS} has a new mail in quarantine")),
+        "{subjects:?}"
+    );
+    assert!(!subjects.contains(&"spam".to_string()), "{subjects:?}");
+    use sea_orm::EntityTrait;
+    let ctx = &listed.running().ctx;
+    let held = postern_entity::quarantine::Entity::find()
+        .all(ctx.db())
+        .await
+        .expect("quarantine");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].subject.as_deref(), Some("spam"));
+    assert!(
+        held[0]
+            .reason
+            .contains("scored it 7.5, above your threshold of 5.0"),
+        "{}",
+        held[0].reason
+    );
+
+    // Not listed: anyone can write those fields, so they mean nothing.
+    let r = send(&unlisted, "a@pass.test", spam.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = unlisted.sink.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("Subject").as_deref(), Some("spam"));
+    let none = postern_entity::quarantine::Entity::find()
+        .all(unlisted.running().ctx.db())
+        .await
+        .expect("quarantine");
+    assert!(none.is_empty(), "{none:?}");
+}
+
+#[tokio::test]
 async fn a_warned_message_shows_the_banner_in_text_and_html_unless_it_is_signed() {
     let server = server().await;
     server

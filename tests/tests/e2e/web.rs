@@ -544,3 +544,67 @@ async fn the_alias_page_charts_todays_forwards() {
     );
     assert!(page.body.contains("1 messages in the last 30 days"));
 }
+
+#[tokio::test]
+async fn the_spam_threshold_is_offered_only_where_a_filter_is_listed_and_is_checked() {
+    let plain = TestServer::start().await;
+    plain.add_user("me@real.test").await;
+    let (cookie, _) = session(&plain, "me@real.test").await;
+    let page = get(&plain, &cookie, "/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("spam_threshold"), "no filter, no field");
+
+    let server = TestServer::start_with(&[("smtp.spam_filters", "10.0.0.6/32")]).await;
+    server.add_user("me@real.test").await;
+    let (cookie, csrf) = session(&server, "me@real.test").await;
+    let page = get(&server, &cookie, "/settings").await;
+    assert!(
+        page.body.contains("name=\"spam_threshold\""),
+        "{}",
+        page.body
+    );
+    let threshold = || async {
+        postern_domain::accounts::require_user(server.running().ctx.db(), "me@real.test")
+            .await
+            .expect("user")
+            .spam_threshold
+    };
+    let saved = post(
+        &server,
+        &cookie,
+        "/settings",
+        &format!("csrf={csrf}&spam_threshold=6.5"),
+    )
+    .await;
+    assert_eq!(
+        saved.header("location"),
+        Some("/settings?saved=1"),
+        "{}",
+        saved.body
+    );
+    assert_eq!(threshold().await, Some(65));
+    for typed in ["lots", "0", "250"] {
+        let refused = post(
+            &server,
+            &cookie,
+            "/settings",
+            &format!("csrf={csrf}&spam_threshold={typed}"),
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{typed}: {}", refused.body);
+        assert!(
+            refused.body.contains("Invalid spam_threshold"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(threshold().await, Some(65), "{typed} changed nothing");
+    }
+    post(
+        &server,
+        &cookie,
+        "/settings",
+        &format!("csrf={csrf}&spam_threshold="),
+    )
+    .await;
+    assert_eq!(threshold().await, None, "empty turns it off");
+}

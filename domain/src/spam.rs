@@ -1,22 +1,21 @@
 //! The verdict of a spam filter in front of us, read from the header fields it adds. Only
 //! believed from a client listed in `smtp.spam_filters`: anyone else can write these fields.
 
-/// The score the nearest filter gave `raw`, in tenths of a point: the first field from the
-/// top of SpamAssassin's `X-Spam-Status` (`score=` or `hits=`) or `X-Spam-Score`, or rspamd's
-/// `X-Spamd-Result` (`[score / required]`) or `X-Rspamd-Score`. `None` when there is none, or
-/// the first one cannot be read.
+/// The score a filter gave `raw`, in tenths of a point: the highest of SpamAssassin's
+/// `X-Spam-Status` (`score=` or `hits=`) and `X-Spam-Score`, and rspamd's `X-Spamd-Result`
+/// (`[score / required]`) and `X-Rspamd-Score`, wherever they stand in the header. The
+/// highest, because a filter may add its field above or below what the sender wrote: a
+/// sender's own low score must never hide the filter's, and a high one can only hold the
+/// sender's own message. `None` when no field can be read.
 pub fn score(raw: &[u8]) -> Option<i32> {
-    let (name, value) = fields(raw).find(|(name, _)| {
-        [
-            "x-spam-status",
-            "x-spam-score",
-            "x-spamd-result",
-            "x-rspamd-score",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n))
-    })?;
-    let number = match name.to_ascii_lowercase().as_str() {
+    fields(raw)
+        .filter_map(|(name, value)| read(&name.to_ascii_lowercase(), &value))
+        .max()
+}
+
+/// One verdict field's score, in tenths.
+fn read(name: &str, value: &str) -> Option<i32> {
+    let number = match name {
         "x-spam-status" => value
             .split([' ', ',', '\t'])
             .find_map(|t| t.strip_prefix("score=").or_else(|| t.strip_prefix("hits=")))?,
@@ -24,7 +23,8 @@ pub fn score(raw: &[u8]) -> Option<i32> {
             let (_, rest) = value.split_once('[')?;
             rest.split('/').next()?
         }
-        _ => value.split_whitespace().next()?,
+        "x-spam-score" | "x-rspamd-score" => value.split_whitespace().next()?,
+        _ => return None,
     };
     let points: f64 = number.trim().parse().ok()?;
     points
@@ -94,9 +94,16 @@ mod tests {
     }
 
     #[test]
-    fn the_nearest_filter_speaks_and_the_body_never_does() {
-        let two = "X-Spam-Score: 2.0\r\nX-Spam-Status: Yes, score=9.0 required=5.0\r\n";
-        assert_eq!(score(&mail(two)), Some(20));
+    fn the_highest_score_counts_and_the_body_never_does() {
+        // A sender's forged "ham" above or below the filter's verdict hides nothing.
+        let forged_first = "X-Spam-Score: -50\r\nX-Spam-Status: Yes, score=9.0 required=5.0\r\n";
+        assert_eq!(score(&mail(forged_first)), Some(90));
+        let forged_last = "X-Spamd-Result: default: True [8.00 / 15.00]\r\nX-Spam-Score: 0\r\n";
+        assert_eq!(score(&mail(forged_last)), Some(80));
+        assert_eq!(
+            score(&mail("X-Spam-Score: junk\r\nX-Rspamd-Score: 2\r\n")),
+            Some(20)
+        );
         assert_eq!(score(b"From: a@b.test\r\n\r\nX-Spam-Score: 99\r\n"), None);
         assert_eq!(score(b"X-Spam-Score: 3\n\nbody"), Some(30));
     }

@@ -119,9 +119,18 @@ impl Report {
     }
 }
 
+/// Runs a mail-parser parse. It panics on some malformed MIME ("Invalid part ID, could not
+/// find multipart", found by `fuzz::messages_never_break_the_pipeline`), and a bounce address
+/// takes mail from anyone: such a message reads as unreadable instead.
+fn unpanicking<T>(parse: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .ok()
+        .flatten()
+}
+
 /// Reads a message sent to a bounce address. Never fails: what cannot be read is `Other`.
 pub fn read(raw: &[u8]) -> Report {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(message) = unpanicking(|| MessageParser::default().parse(raw)) else {
         return other();
     };
     if let Some(report) = structured(&message) {
@@ -379,7 +388,7 @@ fn copied_original(text: &str) -> Option<Original> {
         .take(200)
         .collect::<Vec<_>>()
         .join("\r\n");
-    let headers = MessageParser::default().parse_headers(rest.as_bytes())?;
+    let headers = unpanicking(|| MessageParser::default().parse_headers(rest.as_bytes()))?;
     Some(Original {
         message_id: headers.message_id().map(str::to_string),
         subject: headers.subject().map(str::to_string),
@@ -405,7 +414,7 @@ fn attached_original(message: &Message) -> Option<Original> {
                 })
         });
         if is_headers {
-            let headers = MessageParser::default().parse_headers(part.contents())?;
+            let headers = unpanicking(|| MessageParser::default().parse_headers(part.contents()))?;
             return Some(Original {
                 message_id: headers.message_id().map(str::to_string),
                 subject: headers.subject().map(str::to_string),

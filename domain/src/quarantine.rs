@@ -76,20 +76,21 @@ pub async fn release(ctx: &Context, user_id: i64, id: i64) -> Result<()> {
             contact_id: None,
         })
         .collect();
-    let c = ctx.clone();
+    let (c, message_id, held_id) = (ctx.clone(), held.message_id, held.id);
     let queued: Vec<delivery::Model> = ctx
         .writer()
         .write(move |txn| {
+            let (c, deliveries) = (c.clone(), deliveries.clone());
             Box::pin(async move {
                 let rows = queue::enqueue(
                     txn,
                     &c.settings().queue,
                     c.instance(),
-                    held.message_id,
+                    message_id,
                     &deliveries,
                 )
                 .await?;
-                quarantine::Entity::delete_by_id(held.id).exec(txn).await?;
+                quarantine::Entity::delete_by_id(held_id).exec(txn).await?;
                 Ok(rows)
             })
         })

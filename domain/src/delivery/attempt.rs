@@ -94,7 +94,10 @@ pub async fn run_due(ctx: &Context, limit: u64) -> Result<usize> {
     let instance = ctx.instance().to_string();
     let claimed = ctx
         .writer()
-        .write(move |txn| Box::pin(async move { queue::claim_due(txn, &instance, limit).await }))
+        .write(move |txn| {
+            let instance = instance.clone();
+            Box::pin(async move { queue::claim_due(txn, &instance, limit).await })
+        })
         .await?;
     let n = claimed.len();
     spawn(ctx, claimed, None);
@@ -183,7 +186,10 @@ async fn send_renewing(
                 let (id, instance) = (d.id, ctx.instance().to_string());
                 let renewed = ctx
                     .writer()
-                    .write(move |txn| Box::pin(async move { queue::renew(txn, id, &instance).await }))
+                    .write(move |txn| {
+                        let instance = instance.clone();
+                        Box::pin(async move { queue::renew(txn, id, &instance).await })
+                    })
                     .await;
                 if let Err(e) = renewed {
                     tracing::warn!(delivery = d.id, error = %e, "lease not renewed");
@@ -198,6 +204,7 @@ async fn retry(ctx: &Context, d: &delivery::Model, error: &str) -> Result<Attemp
     let retry = ctx
         .writer()
         .write(move |txn| {
+            let (settings, row, e) = (settings.clone(), row.clone(), e.clone());
             Box::pin(async move { queue::retry_later(txn, &settings, &row, &e).await })
         })
         .await?;
@@ -217,6 +224,7 @@ async fn fail(ctx: &Context, d: &delivery::Model, error: &str) -> Result<Attempt
     let notices = ctx
         .writer()
         .write(move |txn| {
+            let (c, row, e) = (c.clone(), row.clone(), e.clone());
             Box::pin(async move {
                 queue::mark_failed(txn, row.id, &e).await?;
                 flow::bounce::delivery_failed(&c, txn, &row, &e).await

@@ -55,6 +55,7 @@ async fn run(writer: Writer, mut rx: mpsc::UnboundedReceiver<Waiter>) {
         let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
         let written = writer
             .write(move |txn| {
+                let ids = ids.clone();
                 Box::pin(async move { queue::mark_delivered_many(txn, &ids, None).await.map(drop) })
             })
             .await;

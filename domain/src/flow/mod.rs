@@ -66,9 +66,6 @@ pub struct Plan {
     pub contacts: Vec<NewContact>,
     pub activities: Vec<NewActivity>,
     pub message_ids: Vec<NewMessageId>,
-    /// The message's bytes, handed over instead of copied (large messages, which are then
-    /// not kept in memory for the first attempt).
-    pub stored: Option<Vec<u8>>,
     pub notices: Vec<notice::Notice>,
     /// Mail to a bounce address, and whether its `From:` authenticates (SPF pass or aligned
     /// DKIM for its domain, and no failing DMARC reject or quarantine policy).
@@ -102,17 +99,20 @@ pub struct Committed {
 }
 
 impl Plan {
-    /// Applies the plan inside the caller's transaction.
+    /// Applies the plan inside the caller's transaction. `stored` is the message's bytes
+    /// when they are handed over instead of copied (large messages, which are then not kept
+    /// in memory for the first attempt).
     pub async fn apply(
-        self,
+        &self,
         ctx: &Context,
         db: &impl ConnectionTrait,
         source: &Source,
+        stored: Option<Vec<u8>>,
     ) -> Result<Committed> {
         let mut out = Committed::default();
         let queue_settings = &ctx.settings().queue;
         insert_contacts(db, &self.contacts).await?;
-        let mut deliveries = self.deliveries;
+        let mut deliveries = self.deliveries.clone();
         for (alias_id, sender) in &self.new_senders {
             let Some(contact_id) = find_contact_id(db, *alias_id, sender).await? else {
                 continue;
@@ -125,7 +125,7 @@ impl Plan {
             }
         }
         if !deliveries.is_empty() || !self.quarantined.is_empty() {
-            let raw = match self.stored {
+            let raw = match stored {
                 Some(raw) => raw,
                 None => source.message.raw().to_vec(),
             };

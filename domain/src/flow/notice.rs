@@ -157,7 +157,10 @@ pub async fn send(ctx: &Context, notice: Notice) -> Result<()> {
     let c = ctx.clone();
     let deliveries = ctx
         .writer()
-        .write(move |txn| Box::pin(async move { store(&c, txn, &notice).await }))
+        .write(move |txn| {
+            let (c, notice) = (c.clone(), notice.clone());
+            Box::pin(async move { store(&c, txn, &notice).await })
+        })
         .await?;
     crate::delivery::spawn(ctx, deliveries, None);
     Ok(())

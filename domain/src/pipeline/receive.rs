@@ -288,20 +288,35 @@ async fn receive_inner(ctx: &Context, envelope: &Envelope, raw: Vec<u8>) -> Resu
     // message is handed to the database rather than copied, and its first attempts read it
     // back: holding it twice for every session in a group commit would cost more.
     let mut source = source;
-    let mut in_memory = true;
+    let mut stored = None;
     if raw_len > KEEP_IN_MEMORY_MAX
         && plan.bounces.is_empty()
         && plan.postmaster.is_empty()
         && let Some(s) = Arc::get_mut(&mut source)
     {
-        plan.stored = Some(s.message.take_raw());
-        in_memory = false;
+        stored = Some(s.message.take_raw());
     }
+    let in_memory = stored.is_none();
     let (c, s) = (ctx.clone(), Arc::clone(&source));
-    let committed = ctx
-        .writer()
-        .write(move |txn| Box::pin(async move { plan.apply(&c, txn, &s).await }))
-        .await?;
+    let committed = match stored {
+        // Handed over, not copied: this work can run only once.
+        Some(raw) => {
+            ctx.writer()
+                .write_once(move |txn| {
+                    Box::pin(async move { plan.apply(&c, txn, &s, Some(raw)).await })
+                })
+                .await?
+        }
+        None => {
+            let plan = Arc::new(plan);
+            ctx.writer()
+                .write(move |txn| {
+                    let (plan, c, s) = (Arc::clone(&plan), c.clone(), Arc::clone(&s));
+                    Box::pin(async move { plan.apply(&c, txn, &s, None).await })
+                })
+                .await?
+        }
+    };
     let queue_id = committed
         .received
         .first()

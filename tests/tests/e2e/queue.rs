@@ -247,41 +247,139 @@ async fn another_instances_live_claim_is_left_alone() {
     assert!(server.sink.received().is_empty());
 }
 
+/// Writes the secret `name` through the group-commit writer, failing after the insert when
+/// `fail`; counts each run of the work in `runs`.
+fn secret_write(
+    writer: &postern_domain::pipeline::commit::Writer,
+    name: &'static str,
+    fail: bool,
+    runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl std::future::Future<Output = postern_domain::Result<&'static str>> + use<> {
+    use postern_entity::secret;
+    use sea_orm::{EntityTrait, Set};
+    let (writer, runs) = (writer.clone(), std::sync::Arc::clone(runs));
+    async move {
+        writer
+            .write(move |txn| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async move {
+                    secret::Entity::insert(secret::ActiveModel {
+                        name: Set(name.to_string()),
+                        value: Set(vec![1]),
+                    })
+                    .exec_without_returning(txn)
+                    .await?;
+                    if fail {
+                        return Err(postern_domain::DomainError::Invalid("bad data".into()));
+                    }
+                    Ok(name)
+                })
+            })
+            .await
+    }
+}
+
+/// Holds the writer inside a transaction until the returned sender fires, so that whatever
+/// is submitted meanwhile is taken as one batch.
+async fn hold_the_writer(
+    writer: &postern_domain::pipeline::commit::Writer,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (started, is_started) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let writer = writer.clone();
+    let held = tokio::spawn(async move {
+        writer
+            .write_once(move |_txn| {
+                Box::pin(async move {
+                    let _ = started.send(());
+                    let _ = released.await;
+                    Ok(())
+                })
+            })
+            .await
+            .expect("the holding work commits");
+    });
+    is_started.await.expect("the writer took the holding work");
+    (release, held)
+}
+
+/// Polls each future once, in order: each hands its work to the writer on its first poll.
+async fn submit_in_order<F: std::future::Future>(futures: &mut [std::pin::Pin<&mut F>]) {
+    for f in futures.iter_mut() {
+        std::future::poll_fn(|cx| {
+            let _ = f.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn group_commit_keeps_one_sessions_failure_to_itself() {
     use postern_entity::secret;
-    use sea_orm::{EntityTrait, Set};
+    use sea_orm::EntityTrait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (server, _) = server_with_alias().await;
     let writer = server.running().ctx.writer().clone();
-    let write = |name: &'static str, fail: bool| {
-        let writer = writer.clone();
-        async move {
-            writer
-                .write(move |txn| {
-                    Box::pin(async move {
-                        secret::Entity::insert(secret::ActiveModel {
-                            name: Set(name.to_string()),
-                            value: Set(vec![1]),
-                        })
-                        .exec_without_returning(txn)
-                        .await?;
-                        if fail {
-                            return Err(postern_domain::DomainError::Invalid("bad data".into()));
-                        }
-                        Ok(name)
-                    })
-                })
-                .await
-        }
-    };
-    let (a, b, c) = tokio::join!(
-        write("gc-a", false),
-        write("gc-b", true),
-        write("gc-c", false)
+    let runs: Vec<std::sync::Arc<AtomicUsize>> = (0..6).map(|_| Default::default()).collect();
+
+    // One batch of repeatable work: run straight, then (after b fails) again, each piece in
+    // a SAVEPOINT of its own.
+    let (release, held) = hold_the_writer(&writer).await;
+    let a = secret_write(&writer, "gc-a", false, &runs[0]);
+    let b = secret_write(&writer, "gc-b", true, &runs[1]);
+    let c = secret_write(&writer, "gc-c", false, &runs[2]);
+    tokio::pin!(a, b, c);
+    submit_in_order(&mut [a.as_mut(), b.as_mut(), c.as_mut()]).await;
+    release.send(()).expect("writer waiting");
+    held.await.expect("holding task");
+    assert_eq!(a.await.expect("a committed"), "gc-a");
+    assert!(b.await.is_err(), "the failing session is told");
+    assert_eq!(c.await.expect("c committed"), "gc-c");
+    assert_eq!(
+        runs[0].load(Ordering::SeqCst),
+        2,
+        "the work before the failure ran again after the rollback"
     );
-    assert_eq!(a.expect("a committed"), "gc-a");
-    assert!(b.is_err(), "the failing session is told");
-    assert_eq!(c.expect("c committed"), "gc-c");
+
+    // A batch with work that can run only once: each piece in a SAVEPOINT from the start.
+    let (release, held) = hold_the_writer(&writer).await;
+    let once_writer = writer.clone();
+    let once = async move {
+        once_writer
+            .write_once(move |txn| {
+                Box::pin(async move {
+                    secret::Entity::insert(secret::ActiveModel {
+                        name: sea_orm::Set("gc-once".to_string()),
+                        value: sea_orm::Set(vec![2]),
+                    })
+                    .exec_without_returning(txn)
+                    .await?;
+                    Ok("gc-once")
+                })
+            })
+            .await
+    };
+    let d = secret_write(&writer, "gc-d", false, &runs[3]);
+    let e = secret_write(&writer, "gc-e", true, &runs[4]);
+    tokio::pin!(once, d, e);
+    submit_in_order(&mut [d.as_mut(), e.as_mut()]).await;
+    std::future::poll_fn(|cx| {
+        let _ = once.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    release.send(()).expect("writer waiting");
+    held.await.expect("holding task");
+    assert_eq!(d.await.expect("d committed"), "gc-d");
+    assert!(e.await.is_err(), "the failing session is told");
+    assert_eq!(once.await.expect("once committed"), "gc-once");
+    assert_eq!(runs[3].load(Ordering::SeqCst), 1, "isolated from the start");
+
+    // Alone in its transaction, a failure needs no rerun.
+    assert!(secret_write(&writer, "gc-f", true, &runs[5]).await.is_err());
+    assert_eq!(runs[5].load(Ordering::SeqCst), 1);
+
     let db = server.running().ctx.db();
     let kept = |name: &'static str| async move {
         secret::Entity::find_by_id(name.to_string())
@@ -290,11 +388,12 @@ async fn group_commit_keeps_one_sessions_failure_to_itself() {
             .expect("query")
             .is_some()
     };
-    assert!(kept("gc-a").await && kept("gc-c").await);
-    assert!(
-        !kept("gc-b").await,
-        "a failed session's writes are rolled back"
-    );
+    for name in ["gc-a", "gc-c", "gc-d", "gc-once"] {
+        assert!(kept(name).await, "{name} kept");
+    }
+    for name in ["gc-b", "gc-e", "gc-f"] {
+        assert!(!kept(name).await, "a failed session's writes ({name}) are rolled back");
+    }
 }
 
 #[tokio::test]

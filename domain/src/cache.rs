@@ -1,4 +1,5 @@
-//! Caches for the lookups every message makes (an alias by address, a reverse alias).
+//! Caches for the lookups every message makes (an alias by address, a reverse alias, an
+//! alias's contact).
 //!
 //! Only hits are cached, never "no such address": an alias created in another process must
 //! receive mail at once. A change made in this process (API, CLI) invalidates every entry at

@@ -103,6 +103,7 @@ struct Inner {
     routes_by_address: Cache<String, Route>,
     routes_by_id: Cache<i64, Route>,
     reverse_aliases: Cache<String, contact::Model>,
+    contacts: Cache<(i64, String), contact::Model>,
 }
 
 impl Context {
@@ -166,6 +167,7 @@ impl Context {
                 routes_by_address: Cache::default(),
                 routes_by_id: Cache::default(),
                 reverse_aliases: Cache::default(),
+                contacts: Cache::default(),
             }),
         };
         ctx.watch_signing_keys();
@@ -358,6 +360,11 @@ impl Context {
 
     pub(crate) fn reverse_aliases(&self) -> &Cache<String, contact::Model> {
         &self.inner.reverse_aliases
+    }
+
+    /// An alias's contacts by `(alias id, address)`, as the forward flow looks them up.
+    pub(crate) fn contacts(&self) -> &Cache<(i64, String), contact::Model> {
+        &self.inner.contacts
     }
 
     /// Queues a message from Postern to one of its users (account emails).

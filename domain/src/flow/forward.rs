@@ -7,7 +7,7 @@ use std::sync::Arc;
 use postern_entity::activity::ActivityKind;
 use postern_entity::contact;
 use postern_entity::delivery::{self, DeliveryKind};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{ContactRef, NewActivity, NewContact, Plan, Thread, cpu, domain_of, thread_ids};
 use crate::accounts;
@@ -73,20 +73,35 @@ fn correspondents(
     out
 }
 
-/// The alias's existing contacts among `people`, by address.
+/// The alias's existing contacts among `people`, by address: from the cache, the rest from
+/// the database (and then cached).
 async fn existing_contacts(
-    db: &impl ConnectionTrait,
+    ctx: &Context,
     alias_id: i64,
     people: &[Mailbox],
-) -> Result<HashMap<String, contact::Model>> {
+) -> Result<HashMap<String, Arc<contact::Model>>> {
     let mut found = HashMap::new();
-    for chunk in people.chunks(500) {
+    let mut missing = Vec::new();
+    for m in people {
+        match ctx.contacts().get(&(alias_id, m.address.clone())) {
+            Some(c) => {
+                found.insert(m.address.clone(), c);
+            }
+            None => missing.push(m.address.as_str()),
+        }
+    }
+    for chunk in missing.chunks(500) {
         let rows = contact::Entity::find()
             .filter(contact::Column::AliasId.eq(alias_id))
-            .filter(contact::Column::Email.is_in(chunk.iter().map(|m| m.address.as_str())))
-            .all(db)
+            .filter(contact::Column::Email.is_in(chunk.iter().copied()))
+            .all(ctx.db())
             .await?;
-        found.extend(rows.into_iter().map(|c| (c.email.clone(), c)));
+        for c in rows {
+            let c = Arc::new(c);
+            ctx.contacts()
+                .insert((alias_id, c.email.clone()), Arc::clone(&c));
+            found.insert(c.email.clone(), c);
+        }
     }
     Ok(found)
 }
@@ -96,7 +111,7 @@ async fn existing_contacts(
 pub struct Facts {
     pub sender: Mailbox,
     people: Vec<Mailbox>,
-    existing: HashMap<String, contact::Model>,
+    existing: HashMap<String, Arc<contact::Model>>,
 }
 
 impl Facts {
@@ -108,7 +123,7 @@ impl Facts {
     ) -> Result<Self> {
         let sender = sender(message, mail_from, &ctx.settings().mail.reply_domain);
         let people = correspondents(ctx, route, message, &sender);
-        let existing = existing_contacts(ctx.db(), route.alias.id, &people).await?;
+        let existing = existing_contacts(ctx, route.alias.id, &people).await?;
         Ok(Self {
             sender,
             people,

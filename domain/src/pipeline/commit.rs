@@ -22,8 +22,7 @@ use crate::{DomainError, Result};
 /// How many pieces of work one transaction takes at most.
 const MAX_BATCH: usize = 256;
 
-type Work<T> =
-    Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send>;
+type Work<T> = Box<dyn for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T>> + Send>;
 
 /// One caller's work, its result once run, and where its outcome goes.
 struct Job<T> {
@@ -113,7 +112,9 @@ impl Writer {
         let once: Work<T> = Box::new(move |txn| match work.take() {
             Some(work) => work(txn),
             None => Box::pin(async {
-                Err(DomainError::Unavailable("one-time database work run twice".into()))
+                Err(DomainError::Unavailable(
+                    "one-time database work run twice".into(),
+                ))
             }),
         });
         self.submit(once, false).await

@@ -283,7 +283,10 @@ fn secret_write(
 /// is submitted meanwhile is taken as one batch.
 async fn hold_the_writer(
     writer: &postern_domain::pipeline::commit::Writer,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (started, is_started) = tokio::sync::oneshot::channel::<()>();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
     let writer = writer.clone();
@@ -392,7 +395,10 @@ async fn group_commit_keeps_one_sessions_failure_to_itself() {
         assert!(kept(name).await, "{name} kept");
     }
     for name in ["gc-b", "gc-e", "gc-f"] {
-        assert!(!kept(name).await, "a failed session's writes ({name}) are rolled back");
+        assert!(
+            !kept(name).await,
+            "a failed session's writes ({name}) are rolled back"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Crash safety under load: SIGKILL the service at random moments, restart it, count what arrives.
 
-    scripts/crash-test.py BIN [--kills 20] [--clients 8] [--settle 60] [--db-url URL]
+    scripts/crash-test.py BIN [--kills 20] [--clients 8] [--settle 60] [--db-url URL] [--sink postfix]
 
 Runs `BIN serve` on loopback with a throwaway data directory, a user and an alias, and a small
 SMTP sink of its own as the relay. Clients send numbered messages to the alias (a new connection
@@ -40,6 +40,7 @@ import time
 import testdns
 
 SUBJECT = re.compile(rb"^Subject: crash-(\d+)\r?$", re.M)
+BODY_LINE = b"x" * 2000 + b"\r\n"
 
 
 class Sink:
@@ -138,6 +139,58 @@ class Sink:
         return first
 
 
+class PostfixSink:
+    """Postfix's smtp-sink as the relay (`--sink postfix`): a production MTA's answer time,
+    where the Python sink above lags behind the service under load and so widens the window in
+    which a killed sender cannot know its message arrived. Each transaction is dumped to a file
+    of its own; a message counts when its dump is whole (its body line complete), at the
+    file's last write."""
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "sink")
+        os.makedirs(self.dir)
+        os.chmod(work, 0o755)  # smtp-sink writes as nobody when started by root
+        os.chmod(self.dir, 0o777)
+        self.server_address = ("127.0.0.1", free_port())
+
+    def start(self):
+        cmd = ["smtp-sink", "-d", os.path.join(self.dir, "%M."),
+               f"127.0.0.1:{self.server_address[1]}", "256"]
+        if os.geteuid() == 0:
+            cmd[1:1] = ["-u", "nobody"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.server_address[1]):
+            sys.exit("smtp-sink did not start")
+        return proc
+
+    def _lines(self):
+        out = []
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+                at = os.stat(path).st_mtime
+            except OSError:
+                continue
+            m = SUBJECT.search(data)
+            sender = re.search(rb"^X-Mail-Args: <([^>]*)>", data, re.M)
+            if m and sender and BODY_LINE.rstrip() in data:
+                out.append((sender.group(1).decode(errors="replace"), int(m.group(1)), at))
+        return sorted(out, key=lambda r: r[2])
+
+    @property
+    def got(self):
+        return [(a, n) for a, n, _ in self._lines()]
+
+    @property
+    def first_seen(self):
+        first = {}
+        for a, _, t in self._lines():
+            first.setdefault(a, t)
+        return first
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -165,10 +218,12 @@ def main():
     ap.add_argument("--settle", type=float, default=60.0)
     ap.add_argument("--db-url", default=None, help="a PostgreSQL URL (default: SQLite)")
     ap.add_argument("--strict", action="store_true", help="fail when resends exceed one per kill")
+    ap.add_argument("--sink", choices=["python", "postfix"], default="python",
+                    help="the relay: this script's own sink, or Postfix's smtp-sink")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="postern-crash.")
-    sink = Sink(os.path.join(work, "received.txt"))
+    sink = Sink(os.path.join(work, "received.txt")) if args.sink == "python" else PostfixSink(work)
     sink_proc = sink.start()
     smtp_port, http_port = free_port(), free_port()
     db = f'[database]\nurl = "{args.db_url}"\n' if args.db_url else ""
@@ -217,7 +272,7 @@ def main():
                     n = next_n[0]
                     next_n[0] += 1
             msg = (f"From: bob@ext.test\r\nTo: shop@alias.test\r\nSubject: crash-{n}\r\n"
-                   f"Message-ID: <crash-{n}@ext.test>\r\n\r\n" + "x" * 2000 + "\r\n")
+                   f"Message-ID: <crash-{n}@ext.test>\r\n\r\n" + BODY_LINE.decode())
             try:
                 with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as s:
                     s.sendmail("bob@ext.test", ["shop@alias.test"], msg)

@@ -26,7 +26,13 @@ pub fn invalidate() {
 
 /// A small TTL map of positive answers.
 pub struct Cache<K, V> {
-    entries: Mutex<HashMap<K, Entry<V>>>,
+    ttl: Duration,
+    entries: Mutex<Entries<K, V>>,
+}
+
+struct Entries<K, V> {
+    map: HashMap<K, Entry<V>>,
+    inserts: usize,
 }
 
 struct Entry<V> {
@@ -35,35 +41,64 @@ struct Entry<V> {
     epoch: u64,
 }
 
+/// Every this many inserts, entries past their TTL are dropped: the map holds about what a
+/// TTL's worth of traffic looks up, not every address seen until it reaches [`CAPACITY`].
+const SWEEP_EVERY: usize = 1024;
+
 impl<K: Eq + Hash, V> Default for Cache<K, V> {
     fn default() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self::with_ttl(TTL)
     }
 }
 
 impl<K: Eq + Hash, V> Cache<K, V> {
+    fn with_ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(Entries {
+                map: HashMap::new(),
+                inserts: 0,
+            }),
+        }
+    }
+
     pub fn get(&self, key: &K) -> Option<Arc<V>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.get(key)?;
-        (entry.epoch == EPOCH.load(Ordering::Acquire) && entry.at.elapsed() < TTL)
+        let entry = entries.map.get(key)?;
+        (entry.epoch == EPOCH.load(Ordering::Acquire) && entry.at.elapsed() < self.ttl)
             .then(|| Arc::clone(&entry.value))
     }
 
     pub fn insert(&self, key: K, value: Arc<V>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= CAPACITY {
-            entries.clear();
+        let epoch = EPOCH.load(Ordering::Acquire);
+        entries.inserts = entries.inserts.wrapping_add(1);
+        if entries.inserts.is_multiple_of(SWEEP_EVERY) {
+            let ttl = self.ttl;
+            entries
+                .map
+                .retain(|_, e| e.epoch == epoch && e.at.elapsed() < ttl);
         }
-        entries.insert(
+        if entries.map.len() >= CAPACITY {
+            entries.map.clear();
+        }
+        entries.map.insert(
             key,
             Entry {
                 value,
                 at: Instant::now(),
-                epoch: EPOCH.load(Ordering::Acquire),
+                epoch,
             },
         );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
     }
 }
 
@@ -79,5 +114,23 @@ mod tests {
         assert_eq!(cache.get(&"b".into()), None);
         invalidate();
         assert_eq!(cache.get(&"a".into()), None);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_not_kept_until_capacity() {
+        let cache: Cache<usize, u32> = Cache::with_ttl(Duration::from_millis(10));
+        for i in 0..100 {
+            cache.insert(i, Arc::new(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        for i in 100..SWEEP_EVERY {
+            cache.insert(i, Arc::new(1));
+        }
+        // Not exactly SWEEP_EVERY - 100: another test's `invalidate` may run meanwhile.
+        let left = cache.len();
+        assert!(
+            (1..=SWEEP_EVERY - 100).contains(&left),
+            "the 100 expired entries are gone, the newest kept: {left} left"
+        );
     }
 }

@@ -118,19 +118,17 @@ mod tests {
 
     #[test]
     fn expired_entries_are_swept_not_kept_until_capacity() {
-        let cache: Cache<usize, u32> = Cache::with_ttl(Duration::from_millis(10));
-        for i in 0..100 {
+        // A TTL of zero: every entry has expired by the time the next insert looks.
+        let cache: Cache<usize, u32> = Cache::with_ttl(Duration::ZERO);
+        for i in 0..SWEEP_EVERY - 1 {
             cache.insert(i, Arc::new(1));
         }
-        std::thread::sleep(Duration::from_millis(20));
-        for i in 100..SWEEP_EVERY {
-            cache.insert(i, Arc::new(1));
-        }
-        // Not exactly SWEEP_EVERY - 100: another test's `invalidate` may run meanwhile.
-        let left = cache.len();
-        assert!(
-            (1..=SWEEP_EVERY - 100).contains(&left),
-            "the 100 expired entries are gone, the newest kept: {left} left"
+        assert_eq!(
+            cache.len(),
+            SWEEP_EVERY - 1,
+            "no sweep before the count comes round"
         );
+        cache.insert(SWEEP_EVERY, Arc::new(1));
+        assert_eq!(cache.len(), 1, "the sweep dropped every expired entry");
     }
 }

@@ -18,7 +18,7 @@ use crate::secrets::{self, HmacKey};
 use crate::{DomainError, Result};
 
 /// Deliveries attempted at once by one process.
-const CONCURRENT_DELIVERIES: usize = 64;
+pub(crate) const CONCURRENT_DELIVERIES: usize = 64;
 
 /// Password hashes computed at once: half the cores (at least one). Each costs tens of
 /// milliseconds of CPU; capping them leaves the other cores to the mail path's rendering and

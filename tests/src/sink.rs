@@ -268,6 +268,9 @@ where
                 rcpts.push(rcpt);
                 "250 2.1.5 Ok".into()
             }
+        } else if upper == "DATA" && rcpts.is_empty() {
+            // As Postfix answers a pipelined DATA whose recipients were all refused.
+            "554 5.5.1 Error: no valid recipients".into()
         } else if upper == "DATA" {
             reader
                 .get_mut()

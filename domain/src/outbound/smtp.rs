@@ -29,6 +29,8 @@ const MAX_LINES: usize = 200;
 /// Bodies up to this size are dot-stuffed into one buffer and written at once; larger ones are
 /// written in pieces, so a large message is not held twice.
 const ONE_WRITE: usize = 64 * 1024;
+/// How long the server may take to answer the end of the message (RFC 5321 4.5.3.2.6).
+const END_OF_DATA_WAIT: Duration = Duration::from_secs(600);
 
 /// How connections are secured: STARTTLS never, when offered, or always.
 #[derive(Clone)]
@@ -273,7 +275,12 @@ impl Connection {
             return Err(Failure::Failed(refused));
         }
         self.write_body(body).await.map_err(Failure::Failed)?;
-        let end = self.reply("end of data").await.map_err(Failure::Failed)?;
+        // Long, as RFC 5321 4.5.3.2.6 asks: giving up early on a server that is still scanning
+        // the message would send it again after it had been accepted.
+        let end = self
+            .reply_within("end of data", self.timeout.max(END_OF_DATA_WAIT))
+            .await
+            .map_err(Failure::Failed)?;
         if !end.is_positive() {
             return Err(Failure::Failed(end.failure("message")));
         }
@@ -450,14 +457,22 @@ impl Connection {
             wire.extend_from_slice(tail);
             return self.write(&wire).await;
         }
+        // In slices, each with its own timeout: a slow link gets as long as it needs, as long
+        // as it moves.
         for piece in stuffed(body) {
-            self.write(piece).await?;
+            for slice in piece.chunks(ONE_WRITE) {
+                self.write(slice).await?;
+            }
         }
         self.write(tail).await
     }
 
     async fn reply(&mut self, step: &str) -> Result<Reply, SendError> {
-        tokio::time::timeout(self.timeout, read_reply(&mut self.io))
+        self.reply_within(step, self.timeout).await
+    }
+
+    async fn reply_within(&mut self, step: &str, wait: Duration) -> Result<Reply, SendError> {
+        tokio::time::timeout(wait, read_reply(&mut self.io))
             .await
             .map_err(|_| SendError::Temporary(format!("{step}: no reply in time")))?
             .map_err(|e| SendError::Temporary(format!("{step}: {e}")))
@@ -527,7 +542,9 @@ async fn read_reply<R: AsyncBufRead + Unpin>(io: &mut R) -> std::io::Result<Repl
                 ));
             }
         };
-        lines.push(text.get(4..).unwrap_or_default().to_string());
+        // The text ends up in logs, notices and bounces: no control characters from a server.
+        let words = text.get(4..).unwrap_or_default();
+        lines.push(words.chars().filter(|c| !c.is_control()).collect());
         if !more {
             return Ok(Reply { code, lines });
         }
@@ -646,6 +663,14 @@ mod tests {
         assert!(offers.pipelining && !offers.starttls);
         assert_eq!(offers.size, Some(1000));
         assert_eq!(read(b"354\r\n").await.expect("bare code").code, 354);
+        let r = read(b"550 5.1.1 no\x1b[2J such\x07 user\r\n")
+            .await
+            .expect("reply");
+        assert_eq!(
+            r.lines,
+            ["5.1.1 no[2J such user"],
+            "control characters are dropped"
+        );
         for bad in [
             &b"hello\r\n"[..],
             b"25\r\n",

@@ -110,9 +110,14 @@ impl Reply {
         (200..300).contains(&self.code)
     }
 
+    /// The code and the text, for a log or a notice.
+    fn describe(&self) -> String {
+        format!("{} {}", self.code, self.lines.join(" / "))
+    }
+
     /// The reply as a failure of `step`: permanent for 5xx, temporary otherwise.
     fn failure(&self, step: &str) -> SendError {
-        let text = format!("{step}: {} {}", self.code, self.lines.join(" / "));
+        let text = format!("{step}: {}", self.describe());
         if (500..600).contains(&self.code) {
             SendError::Permanent(text)
         } else {
@@ -169,9 +174,8 @@ impl Dialer {
             // A server that will not talk now is worth trying again (or another MX), whatever
             // its code: nothing about the message has been refused.
             return Err(SendError::Temporary(format!(
-                "greeting: {} {}",
-                greeting.code,
-                greeting.lines.join(" / ")
+                "greeting: {}",
+                greeting.describe()
             )));
         }
         conn.hello(&self.hello).await?;
@@ -331,11 +335,7 @@ impl Connection {
         }
         let helo = self.command(&format!("HELO {name}\r\n"), "HELO").await?;
         if !helo.is_positive() {
-            return Err(SendError::Temporary(format!(
-                "HELO: {} {}",
-                helo.code,
-                helo.lines.join(" / ")
-            )));
+            return Err(SendError::Temporary(format!("HELO: {}", helo.describe())));
         }
         self.offers = Offers::default();
         Ok(())
@@ -345,9 +345,8 @@ impl Connection {
         let reply = self.command("STARTTLS\r\n", "STARTTLS").await?;
         if reply.code != 220 {
             return Err(SendError::Temporary(format!(
-                "STARTTLS: {} {}",
-                reply.code,
-                reply.lines.join(" / ")
+                "STARTTLS: {}",
+                reply.describe()
             )));
         }
         if !self.io.buffer().is_empty() {
@@ -376,9 +375,8 @@ impl Connection {
         use data_encoding::BASE64;
         let refused = |r: &Reply| {
             SendError::Temporary(format!(
-                "the relay refused our credentials: {} {}",
-                r.code,
-                r.lines.join(" / ")
+                "the relay refused our credentials: {}",
+                r.describe()
             ))
         };
         let offered = |m: &str| self.offers.auth.iter().any(|a| a == m);

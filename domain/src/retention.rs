@@ -110,17 +110,7 @@ pub async fn prune(ctx: &Context) -> Result<Pruned> {
         .await?
         .rows_affected;
     txn.commit().await?;
-    // Stored messages nothing needs any more, a batch per transaction: a day of mail is
-    // gigabytes, and one transaction deleting it would hold every incoming message's commit.
-    loop {
-        let txn = crate::db::begin_write(ctx.db()).await?;
-        let purged = queue::purge_finished_messages(&txn, PURGE_BATCH).await?;
-        txn.commit().await?;
-        done.messages += purged;
-        if purged < PURGE_BATCH {
-            break;
-        }
-    }
+    done.messages = purge_delivered(ctx).await?;
 
     let txn = crate::db::begin_write(ctx.db()).await?;
     let now = chrono::Utc::now();
@@ -149,6 +139,26 @@ pub async fn prune(ctx: &Context) -> Result<Pruned> {
         crate::cache::invalidate();
     }
     Ok(done)
+}
+
+/// Deletes the stored messages nothing needs any more (every delivery finished, nothing
+/// quarantined or refused refers to them); returns how many. Mail is private: its body is
+/// kept only while it may still be sent. The worker's `purge` job runs this every minute, and
+/// each retention pass runs it too.
+///
+/// A batch per transaction: a backlog of mail is gigabytes, and one transaction deleting it
+/// would hold every incoming message's commit.
+pub async fn purge_delivered(ctx: &Context) -> Result<u64> {
+    let mut purged = 0;
+    loop {
+        let txn = crate::db::begin_write(ctx.db()).await?;
+        let batch = queue::purge_finished_messages(&txn, PURGE_BATCH).await?;
+        txn.commit().await?;
+        purged += batch;
+        if batch < PURGE_BATCH {
+            return Ok(purged);
+        }
+    }
 }
 
 /// Adds the counts of activity older than `cutoff` to each alias's stored counters, then

@@ -37,6 +37,9 @@ pub enum Job {
     /// Due deliveries (the runner loop does this continuously; the schedule is a backstop),
     /// and expiry of those past the queue lifetime, with the owner's notice.
     Queue,
+    /// Deletes the bodies of delivered mail, every minute: mail is kept only while it may
+    /// still be sent.
+    Purge,
     /// Prunes activity (counters kept), quarantined and refused messages, delivered bodies,
     /// expired sessions and tokens, VERP records past their lifetime, unverified accounts.
     Retention,
@@ -48,11 +51,12 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Queue, Job::Retention, Job::Dkim, Job::Dns];
+    pub const ALL: [Job; 5] = [Job::Queue, Job::Purge, Job::Retention, Job::Dkim, Job::Dns];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Queue => "queue",
+            Self::Purge => "purge",
             Self::Retention => "retention",
             Self::Dkim => "dkim",
             Self::Dns => "dns",
@@ -63,6 +67,7 @@ impl Job {
     pub fn schedule(self) -> &'static str {
         match self {
             Self::Queue => "30 * * * * *",
+            Self::Purge => "15 * * * * *",
             Self::Retention => "0 */10 * * * *",
             Self::Dkim => "0 5 * * * *",
             Self::Dns => "0 30 3 * * *",
@@ -89,6 +94,10 @@ impl Job {
                     "started {claimed} due deliveries; {} queued, oldest {} s",
                     health.queued, health.oldest_age_seconds
                 )
+            }
+            Self::Purge => {
+                let purged = postern_domain::retention::purge_delivered(ctx).await?;
+                format!("deleted {purged} delivered messages")
             }
             Self::Retention => postern_domain::retention::prune(ctx).await?.to_string(),
             Self::Dkim => postern_domain::dkim::rotation_job(ctx).await?.to_string(),

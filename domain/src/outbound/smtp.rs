@@ -789,9 +789,14 @@ mod tests {
                         return Ok(()); // not pipelined: the client times out and says so
                     }
                 }
-                let refused = rest[0].to_ascii_uppercase().contains("REFUSED@");
+                let rcpt = rest[0].to_ascii_uppercase();
+                // `lenient-refused@`: a server that refuses the recipient yet says 354.
+                let lenient = rcpt.contains("LENIENT-REFUSED@");
+                let refused = !lenient && rcpt.contains("REFUSED@");
                 let batch = if refused {
                     "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n"
+                } else if lenient {
+                    "250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n"
                 } else {
                     "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n"
                 };
@@ -895,6 +900,27 @@ mod tests {
             assert!(e.to_string().contains("550 5.1.1 no such user"), "{e}");
             assert!(fake.got.lock().expect("lock").is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_says_354_after_refusing_the_recipient_gets_an_empty_message() {
+        let fake = fake(true, usize::MAX).await;
+        let pool = pool(&fake);
+        let e = pool
+            .send("a@x.test", "lenient-refused@y.test", BODY)
+            .await
+            .expect_err("refused");
+        assert!(e.is_permanent(), "{e}");
+        assert!(e.to_string().contains("550 5.1.1 no such user"), "{e}");
+        // Nothing of the message went out: the server saw an empty one. The failed
+        // transaction's connection is not reused (its server may still hold the sender), so
+        // the next message goes whole over a new one.
+        pool.send("a@x.test", "b@y.test", BODY).await.expect("sent");
+        assert_eq!(*fake.got.lock().expect("lock"), vec![Vec::new(), BODY.to_vec()]);
+        assert_eq!(
+            fake.connections.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
     }
 
     #[tokio::test]

@@ -916,7 +916,10 @@ mod tests {
         // transaction's connection is not reused (its server may still hold the sender), so
         // the next message goes whole over a new one.
         pool.send("a@x.test", "b@y.test", BODY).await.expect("sent");
-        assert_eq!(*fake.got.lock().expect("lock"), vec![Vec::new(), BODY.to_vec()]);
+        assert_eq!(
+            *fake.got.lock().expect("lock"),
+            vec![Vec::new(), BODY.to_vec()]
+        );
         assert_eq!(
             fake.connections.load(std::sync::atomic::Ordering::SeqCst),
             2

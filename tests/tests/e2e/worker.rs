@@ -53,7 +53,10 @@ async fn jobs_run_by_hand_and_report_what_they_did() {
         })
         .await
         .expect_err("unknown job");
-    assert!(err.contains("the jobs are: queue, purge, retention"), "{err}");
+    assert!(
+        err.contains("the jobs are: queue, purge, retention"),
+        "{err}"
+    );
     let status = server
         .cli(Command::Worker {
             action: Some(WorkerCommand::Status),

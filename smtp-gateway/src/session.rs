@@ -194,7 +194,13 @@ where
         match request {
             Request::Ehlo { host } => self.handle_ehlo(&host),
             Request::Helo { host } => self.handle_helo(&host),
-            Request::Mail { from } => self.handle_mail(from),
+            Request::Mail { mut from } => {
+                // smtp-proto wraps a SIZE too large for its integer around to a small one.
+                if let Some(size) = declared_size(line) {
+                    from.size = size;
+                }
+                self.handle_mail(from)
+            }
             Request::Rcpt { mut to } => {
                 // smtp-proto reads `<postmaster>` as an empty address; RFC 5321 section
                 // 4.5.1 requires accepting it, while `<>` stays a syntax error.
@@ -297,6 +303,22 @@ where
             let _ = tokio::time::timeout(self.config.command_timeout, self.stream.shutdown()).await;
         }
     }
+}
+
+/// The `SIZE=` a `MAIL` line declares, read here rather than trusted from the parser: a
+/// number too large to hold is as large as can be.
+fn declared_size(line: &[u8]) -> Option<usize> {
+    let params = &line[line.iter().rposition(|&b| b == b'>')? + 1..];
+    params.split(|b| b.is_ascii_whitespace()).find_map(|param| {
+        let digits = param
+            .get(..5)
+            .filter(|key| key.eq_ignore_ascii_case(b"SIZE="))
+            .map(|_| &param[5..])?;
+        digits.iter().try_fold(0usize, |n, &d| {
+            d.is_ascii_digit()
+                .then(|| n.saturating_mul(10).saturating_add(usize::from(d - b'0')))
+        })
+    })
 }
 
 fn names_bare_postmaster(line: &[u8]) -> bool {

@@ -115,6 +115,13 @@ async fn declared_size_over_the_limit_is_refused_at_mail() {
     c.cmd("RCPT TO:<a@alias.test>", "503 5.5.1").await;
     c.cmd("MAIL FROM:<s@example.org> SIZE=10000", "250 2.1.0")
         .await;
+    c.cmd("RSET", "250 2.0.0").await;
+    // Too large for any integer: still too big, not wrapped around to a small number.
+    c.cmd(
+        "MAIL FROM:<s@example.org> size=99999999999999999999999",
+        "552 5.3.4 Message too big",
+    )
+    .await;
     h.quit().await;
 }
 

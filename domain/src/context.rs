@@ -135,7 +135,7 @@ impl Context {
         if released > 0 {
             tracing::info!(released, %instance, "resumed deliveries claimed before a restart");
         }
-        let writer = Writer::start(db.clone());
+        let writer = Writer::start(crate::db::writer_connection(&settings, &db).await?);
         let delivered = crate::delivery::status::Delivered::start(writer.clone());
         let authenticator = crate::dns::authenticator(&settings.dns)?;
         let ctx = Self {

@@ -55,6 +55,23 @@ pub async fn connect_url(url: &str) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// The connection the group-commit writer ([`crate::pipeline::commit::Writer`]) writes
+/// through. On SQLite it is a connection of its own, which nothing else writes through: a
+/// connection drops its whole page cache whenever another one has committed since its last
+/// transaction, so a writer that took the pool's connections in turn re-read every page it
+/// touched, each transaction. On PostgreSQL the cache is the server's: the pool serves.
+pub async fn writer_connection(
+    settings: &Settings,
+    pool: &DatabaseConnection,
+) -> Result<DatabaseConnection> {
+    let url = &settings.database.url;
+    if url.starts_with("sqlite:") && sqlite_path(url).is_some() {
+        Ok(Database::connect(sqlite_options(url, 1)).await?)
+    } else {
+        Ok(pool.clone())
+    }
+}
+
 /// A pool of `connections` SQLite connections, all opened at start and kept.
 fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_string());
@@ -79,10 +96,10 @@ fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     options
 }
 
-/// SQLite connections: one writes at a time (the group-commit writer), the others read
-/// alongside. Four serve the load as fast as eight did (813 against 786 msg/s), and each one
-/// kept costs memory: its thread, its schema and its page cache.
-const SQLITE_CONNECTIONS: u32 = 4;
+/// SQLite connections besides the writer's ([`writer_connection`]): reads, and the writes
+/// that do not go through the group-commit writer (the API's, housekeeping's). Each one kept
+/// costs memory: its thread, its schema and its page cache.
+const SQLITE_CONNECTIONS: u32 = 3;
 
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2,000). Mail is written once
 /// and read once, mostly from memory on its way through, so a larger cache would only hold

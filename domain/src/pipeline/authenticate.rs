@@ -196,6 +196,8 @@ struct Verified<'x> {
     dkim: Vec<mail_auth::DkimOutput<'x>>,
     arc: mail_auth::ArcOutput<'x>,
     dmarc: mail_auth::DmarcOutput,
+    /// The `From:` named more domains than were checked.
+    authors_unchecked: bool,
     results: AuthenticationResults<'x>,
 }
 
@@ -235,12 +237,8 @@ async fn verify<'x>(
     };
     let dkim = auth.verify_dkim(cached!(caches, message)).await;
     let arc = auth.verify_arc(cached!(caches, message)).await;
-    let dmarc = auth
-        .verify_dmarc(cached!(
-            caches,
-            DmarcParameters::new(message, &dkim, mail_from_domain, &spf)
-        ))
-        .await;
+    let (dmarc, authors_unchecked) =
+        verify_dmarc(auth, caches, message, &dkim, mail_from_domain, &spf).await;
     let results = AuthenticationResults::new(hostname)
         .with_spf_mailfrom_result(&spf, client.ip, client.mail_from, client.helo)
         .with_dkim_results(&dkim, message.from())
@@ -251,7 +249,79 @@ async fn verify<'x>(
         dkim,
         arc,
         dmarc,
+        authors_unchecked,
         results,
+    }
+}
+
+/// At most this many `From:` domains are checked (each costs lookups); a message naming more
+/// is treated as failing a `p=reject` policy: no real author list spans that many domains.
+const MAX_AUTHOR_DOMAINS: usize = 10;
+
+/// DMARC for the message's `From:` domains. mail-auth, as RFC 7489 (6.6.1) allows, exempts a
+/// `From:` that names several domains, so a forger could add an author of their own (or a
+/// second `From:` field) to carry a `p=reject` domain past the check. Each domain is checked
+/// on its own instead and the most severe outcome counts: a failure under the strictest policy
+/// first, then a temporary error (that domain's policy is unknown), then the rest; a pass
+/// only when every domain passes. True with it when some domains were left unchecked
+/// ([`MAX_AUTHOR_DOMAINS`]).
+async fn verify_dmarc<'x>(
+    auth: &mail_auth::MessageAuthenticator,
+    caches: &'x crate::dns::AuthCaches,
+    message: &'x AuthenticatedMessage<'x>,
+    dkim: &'x [mail_auth::DkimOutput<'x>],
+    mail_from_domain: &'x str,
+    spf: &'x mail_auth::SpfOutput,
+) -> (mail_auth::DmarcOutput, bool) {
+    let mut domains: Vec<String> = Vec::new();
+    for address in &message.from {
+        if let Some((_, domain)) = address.rsplit_once('@') {
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            if !domain.is_empty() && !domains.contains(&domain) {
+                domains.push(domain);
+            }
+        }
+    }
+    if domains.len() <= 1 {
+        let output = auth
+            .verify_dmarc(cached!(
+                caches,
+                DmarcParameters::new(message, dkim, mail_from_domain, spf)
+            ))
+            .await;
+        return (output, false);
+    }
+    let unchecked = domains.len() > MAX_AUTHOR_DOMAINS;
+    domains.truncate(MAX_AUTHOR_DOMAINS);
+    let mut worst: Option<(u8, mail_auth::DmarcOutput)> = None;
+    for domain in domains {
+        let mut author = message.clone();
+        author.from = vec![format!("author@{domain}")];
+        let output = auth
+            .verify_dmarc(cached!(
+                caches,
+                DmarcParameters::new(&author, dkim, mail_from_domain, spf)
+            ))
+            .await;
+        let rank = dmarc_severity(&output);
+        if worst.as_ref().is_none_or(|(w, _)| rank > *w) {
+            worst = Some((rank, output));
+        }
+    }
+    let worst = worst.map(|(_, output)| output).unwrap_or_default();
+    (worst, unchecked)
+}
+
+/// How much a DMARC outcome weighs when a message has several author domains.
+fn dmarc_severity(output: &mail_auth::DmarcOutput) -> u8 {
+    match (output.result(), output.policy()) {
+        (DmarcResult::Fail(_), Policy::Reject) => 6,
+        (DmarcResult::Fail(_), Policy::Quarantine) => 5,
+        (DmarcResult::TempError(_), _) => 4,
+        (DmarcResult::Fail(_), _) => 3,
+        (DmarcResult::PermError(_), _) => 2,
+        (DmarcResult::None, _) => 1,
+        (DmarcResult::Pass, _) => 0,
     }
 }
 
@@ -394,6 +464,7 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
         dkim,
         arc,
         dmarc,
+        authors_unchecked,
         results,
     } = verify(
         ctx.authenticator(),
@@ -423,18 +494,23 @@ pub async fn check(ctx: &Context, envelope: &Envelope, raw: &[u8]) -> Checks {
             .or_else(|| dkim.first().map(|o| dkim_outcome(o.result())))
             .unwrap_or(Outcome::None)
     };
-    let dmarc_result = dmarc_outcome(&dmarc.result());
+    let (dmarc_result, dmarc_policy) = if authors_unchecked {
+        (Outcome::Fail, DmarcPolicy::Reject)
+    } else {
+        let policy = match dmarc.policy() {
+            Policy::Quarantine => DmarcPolicy::Quarantine,
+            Policy::Reject => DmarcPolicy::Reject,
+            Policy::None | Policy::Unspecified => DmarcPolicy::None,
+        };
+        (dmarc_outcome(&dmarc.result()), policy)
+    };
     Checks {
         spf: spf_outcome(spf.result()),
         spf_domain: spf.domain().to_ascii_lowercase(),
         dkim_pass,
         dkim: dkim_summary,
         dmarc: dmarc_result,
-        dmarc_policy: match dmarc.policy() {
-            Policy::Quarantine => DmarcPolicy::Quarantine,
-            Policy::Reject => DmarcPolicy::Reject,
-            Policy::None | Policy::Unspecified => DmarcPolicy::None,
-        },
+        dmarc_policy,
         arc: dkim_outcome(arc.result()),
         header,
     }

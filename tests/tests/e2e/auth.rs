@@ -185,6 +185,59 @@ async fn dmarc_reject_quarantine_and_pass() {
     assert_eq!(server.sink.received().len(), 2);
 }
 
+/// DMARC exempts a `From:` that names several domains (RFC 7489 6.6.1), so a forger could add
+/// a second author, or a second `From:` field, from a domain of their own and slip a
+/// `p=reject` domain past the check. Each domain is checked, and the strictest failure counts.
+#[tokio::test]
+async fn a_second_author_from_another_domain_does_not_exempt_a_forgery_from_dmarc() {
+    let server = server().await;
+    let dns = &server.dns;
+    dns.txt("reject.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.txt("_dmarc.reject.test", "v=DMARC1; p=reject");
+    dns.txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine");
+    dns.txt("quarantine.test", "v=spf1 ip4:192.0.2.1 -all");
+    // The forger's own domain passes SPF and DMARC on its own.
+    dns.txt("forger.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.txt("_dmarc.forger.test", "v=DMARC1; p=reject");
+
+    let body = "To: shop@alias.test\r\nSubject: s\r\nMessage-ID: <m@forger.test>\r\n\r\nbody\r\n";
+    for from in [
+        "From: CEO <ceo@reject.test>, me@forger.test\r\n".to_string(),
+        "From: me@forger.test, CEO <ceo@reject.test>\r\n".to_string(),
+        "From: CEO <ceo@reject.test>\r\nFrom: me@forger.test\r\n".to_string(),
+        "From: me@forger.test\r\nFrom: CEO <ceo@REJECT.test>\r\n".to_string(),
+        "From: ceo@quarantine.test, boss@reject.test, me@forger.test\r\n".to_string(),
+    ] {
+        let raw = format!("{from}{body}");
+        let r = send(&server, "me@forger.test", raw.as_bytes()).await;
+        assert!(r.starts_with("550 5.7.1"), "{from:?}: {r}");
+    }
+    // More author domains than are checked: refused as if the unchecked one said p=reject.
+    let many: Vec<String> = (0..12).map(|i| format!("a{i}@d{i}.forger.test")).collect();
+    let raw = format!("From: {}\r\n{body}", many.join(", "));
+    let r = send(&server, "me@forger.test", raw.as_bytes()).await;
+    assert!(r.starts_with("550 5.7.1"), "twelve domains: {r}");
+    assert!(server.sink.received().is_empty());
+
+    // Several authors of one domain are one DMARC check, as before; and a second domain
+    // that passes does not spoil a first that passes.
+    dns.txt("_dmarc.ok.test", "v=DMARC1; p=reject");
+    dns.txt("ok.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let raw = format!("From: a@forger.test, b@forger.test\r\n{body}");
+    let r = send(&server, "me@forger.test", raw.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        verdict(&server, 1)
+            .await
+            .contains("dmarc=pass header.from=forger.test")
+    );
+    // ok.test's SPF passes for the client, but the envelope is forger.test's: ok.test is not
+    // aligned, so its author fails DMARC, and p=reject refuses the whole message.
+    let raw = format!("From: a@forger.test, b@ok.test\r\n{body}");
+    let r = send(&server, "me@forger.test", raw.as_bytes()).await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert_eq!(server.sink.received().len(), 1);
+}
 #[tokio::test]
 async fn a_dns_outage_is_a_temporary_failure_never_a_pass() {
     let server = server().await;

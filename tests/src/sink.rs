@@ -66,6 +66,8 @@ struct Shared {
     /// Recipients answered with `550 5.1.1` at RCPT.
     refuse: Mutex<Vec<String>>,
     arrived: Notify,
+    /// Connections accepted so far.
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Sink {
@@ -130,6 +132,7 @@ impl Sink {
                     _ = rx.changed() => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        shared.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let (shared, tls) = (shared.clone(), tls.clone());
                         tokio::spawn(async move { let _ = session(stream, shared, tls).await; });
                     }
@@ -160,6 +163,13 @@ impl Sink {
             .lock()
             .expect("lock")
             .push(rcpt.to_lowercase());
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -3,6 +3,7 @@
 
 mod smtp;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ pub struct Sent {
 pub enum Outbound {
     Relay(Arc<Pool>),
     Direct {
+        pools: Arc<DirectPools>,
         resolver: Arc<TokioResolver>,
         hostname: String,
         timeout: Duration,
@@ -105,6 +107,7 @@ impl Outbound {
                 )
                 .map_err(SendError::Permanent)?;
                 Ok(Outbound::Direct {
+                    pools: Arc::default(),
                     resolver,
                     hostname,
                     timeout,
@@ -129,6 +132,7 @@ impl Outbound {
         match self {
             Outbound::Relay(pool) => pool.send(mail_from, rcpt, body).await,
             Outbound::Direct {
+                pools,
                 resolver,
                 hostname,
                 timeout,
@@ -138,6 +142,7 @@ impl Outbound {
                 unverified,
             } => {
                 let direct = Direct {
+                    pools,
                     resolver,
                     hostname,
                     timeout: *timeout,
@@ -280,7 +285,66 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 }
 
 /// Direct delivery to a recipient domain's MX hosts, under its MTA-STS policy.
+/// Idle connections kept per address of a mail host when delivering directly.
+const DIRECT_IDLE: usize = 4;
+
+/// Mail host addresses whose pools are kept before the idle ones are swept early.
+const DIRECT_POOLS: usize = 256;
+
+/// How often the direct pools drop connections idle too long, and the pools left empty.
+const DIRECT_SWEEP: Duration = Duration::from_secs(30);
+
+/// One address of a mail host, as direct delivery reaches it: the TLS it requires is part of
+/// it, so a connection opened under an opportunistic policy never serves an `enforce` one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Destination {
+    ip: std::net::IpAddr,
+    port: u16,
+    host: String,
+    enforce: bool,
+}
+
+/// Warm connections for direct delivery, a pool per [`Destination`]: a run of mail to one
+/// provider pays for its TCP and TLS handshakes once, not once a message. Connections idle
+/// for long are closed, and pools left with none are dropped, on a sweep every
+/// [`DIRECT_SWEEP`] (or sooner once [`DIRECT_POOLS`] destinations are held).
+#[derive(Default)]
+pub struct DirectPools(Mutex<Held>);
+
+#[derive(Default)]
+struct Held {
+    pools: HashMap<Destination, Arc<Pool>>,
+    swept: Option<std::time::Instant>,
+}
+
+impl DirectPools {
+    fn get(&self, key: Destination, dialer: impl FnOnce() -> Dialer) -> Arc<Pool> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Held { pools, swept } = &mut *held;
+        let due = swept.is_none_or(|at| at.elapsed() >= DIRECT_SWEEP);
+        if due || pools.len() >= DIRECT_POOLS {
+            // A pool in use elsewhere (another reference) stays, idle or not.
+            pools.retain(|_, pool| pool.prune() || Arc::strong_count(pool) > 1);
+            *swept = Some(std::time::Instant::now());
+        }
+        if let Some(pool) = pools.get(&key) {
+            return Arc::clone(pool);
+        }
+        let pool = Arc::new(Pool::new(
+            key.ip.to_string(),
+            key.port,
+            dialer(),
+            DIRECT_IDLE,
+        ));
+        if pools.len() < DIRECT_POOLS {
+            pools.insert(key, Arc::clone(&pool));
+        }
+        pool
+    }
+}
+
 struct Direct<'a> {
+    pools: &'a DirectPools,
     resolver: &'a TokioResolver,
     hostname: &'a str,
     timeout: Duration,
@@ -329,27 +393,20 @@ impl Direct<'_> {
                     name,
                 })
             };
-            let dialer = Dialer {
-                hello: self.hostname.to_string(),
-                timeout: self.timeout,
-                security,
-                credentials: None,
-            };
             for ip in ips {
-                let sent = match dialer.connect((ip, self.port).into()).await {
-                    Ok(mut conn) => {
-                        let sent = conn
-                            .send(mail_from, rcpt, body)
-                            .await
-                            .map_err(SendError::from);
-                        if sent.is_ok() {
-                            tokio::spawn(conn.quit());
-                        }
-                        sent
-                    }
-                    Err(e) => Err(e),
+                let key = Destination {
+                    ip,
+                    port: self.port,
+                    host: host.clone(),
+                    enforce: enforce.is_some(),
                 };
-                match sent {
+                let pool = self.pools.get(key, || Dialer {
+                    hello: self.hostname.to_string(),
+                    timeout: self.timeout,
+                    security: security.clone(),
+                    credentials: None,
+                });
+                match pool.send(mail_from, rcpt, body).await {
                     Ok(()) => return Ok(()),
                     Err(e @ SendError::Permanent(_)) => return Err(e),
                     Err(e) => {

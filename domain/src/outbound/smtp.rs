@@ -558,7 +558,8 @@ async fn read_reply<R: AsyncBufRead + Unpin>(io: &mut R) -> std::io::Result<Repl
 /// How long a connection may sit idle in the pool before it is closed rather than reused.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// Warm connections to one server (the relay), reused message after message.
+/// Warm connections to one server (the relay, or one address of a mail host), reused
+/// message after message.
 pub struct Pool {
     host: String,
     port: u16,
@@ -600,8 +601,8 @@ impl Pool {
     async fn connect(&self) -> Result<Connection, SendError> {
         let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
-            .map_err(|e| SendError::Temporary(format!("relay {}: {e}", self.host)))?;
-        let mut last = SendError::Temporary(format!("relay {} has no address", self.host));
+            .map_err(|e| SendError::Temporary(format!("{}: {e}", self.host)))?;
+        let mut last = SendError::Temporary(format!("{} has no address", self.host));
         for addr in addrs {
             match self.dialer.connect(addr).await {
                 Ok(conn) => return Ok(conn),
@@ -620,6 +621,13 @@ impl Pool {
             }
         }
         None
+    }
+
+    /// Closes the connections idle past [`IDLE_LIMIT`]; returns whether any is left.
+    pub fn prune(&self) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|conn| conn.idle_since.elapsed() < IDLE_LIMIT);
+        !idle.is_empty()
     }
 
     fn checkin(&self, conn: Connection) {

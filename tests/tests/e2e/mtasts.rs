@@ -165,3 +165,24 @@ async fn testing_mode_and_no_policy_deliver_with_opportunistic_tls() {
         assert_eq!(got[0].rcpts, vec![MAILBOX], "{policy:?}");
     }
 }
+
+/// Direct delivery keeps its connections warm: a run of mail to one mail host opens one
+/// connection (and does one TLS handshake), under either policy.
+#[tokio::test]
+async fn mail_to_one_mail_host_goes_over_one_warm_connection() {
+    for policy in [Some(ENFORCE), None] {
+        let s = setup(Mx::Trusted, policy).await;
+        for n in 1..=3 {
+            send(&s).await;
+            // One at a time: each delivery ends (and its connection is back in the pool)
+            // before the next message arrives.
+            s.mx.wait_for(n, WAIT).await;
+            postern_tests::harness::wait_until("the delivery's end", || async {
+                let rows = postern_tests::harness::deliveries(&s.server).await;
+                rows.len() == n && rows.iter().all(|(_, status)| status != "queued")
+            })
+            .await;
+        }
+        assert_eq!(s.mx.connections(), 1, "policy {policy:?}");
+    }
+}

@@ -284,7 +284,6 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Direct delivery to a recipient domain's MX hosts, under its MTA-STS policy.
 /// Idle connections kept per address of a mail host when delivering directly.
 const DIRECT_IDLE: usize = 4;
 
@@ -343,6 +342,7 @@ impl DirectPools {
     }
 }
 
+/// Direct delivery to a recipient domain's MX hosts, under its MTA-STS policy.
 struct Direct<'a> {
     pools: &'a DirectPools,
     resolver: &'a TokioResolver,

@@ -336,8 +336,9 @@ fn mail_from_domain(client: &Client<'_>) -> String {
 /// Seals a rewritten `forward` with an ARC set for `domain`, from `original` as stored: its
 /// ARC-Authentication-Results repeat our verdict stored with it (nothing is checked a second
 /// time), and the chain it arrived with is extended one instance up, `cv=pass` only when our
-/// verdict says the chain verified. A chain whose last seal says `cv=fail` is not extended.
-/// A message stored without our verdict gets `none`, and its chain counts as unverified.
+/// verdict says the chain verified. A chain whose last seal says `cv=fail` is not extended,
+/// nor one that cannot be ([`received_chain`]). A message stored without our verdict gets
+/// `none`, and its chain counts as unverified.
 pub fn seal(
     ctx: &Context,
     original: &[u8],
@@ -350,16 +351,27 @@ pub fn seal(
     let hostname = ctx.settings().mail.hostname.as_str();
     let verdict = our_verdict(original, hostname)
         .map_or_else(|| format!("{hostname}; none"), |v| within_line_limit(&v));
-    let chain = received_chain(&message, &verdict);
+    let Some(chain) = received_chain(&message, &verdict) else {
+        return Ok(forward);
+    };
     // The verdict goes in whole as the authserv-id: written on one line with single spaces,
     // it reads the same in the header and in its relaxed canonical form.
     let results = AuthenticationResults::new(verdict.as_str());
     ctx.signers().seal(domain, forward, &results, &chain)
 }
 
-/// The ARC chain `message` arrived with, as mail-auth's verifier groups it (a malformed,
-/// overlong or incomplete chain is no chain), with the result our `verdict` recorded.
-fn received_chain<'x>(message: &'x AuthenticatedMessage<'x>, verdict: &str) -> ArcOutput<'x> {
+/// RFC 8617's limit: no ARC set has an instance past 50.
+const MAX_ARC_SETS: usize = 50;
+
+/// The ARC chain `message` arrived with, as mail-auth's verifier groups it, with the result
+/// our `verdict` recorded; an empty chain when it came with none. None when it came with one
+/// that cannot be extended: malformed, incomplete, or already at [`MAX_ARC_SETS`]. Sealing
+/// such a message would add a second `i=1` set beside the ones it carries, or an `i=51`, and
+/// spoil the chain for every receiver; it goes on unsealed, still under our DKIM signatures.
+fn received_chain<'x>(
+    message: &'x AuthenticatedMessage<'x>,
+    verdict: &str,
+) -> Option<ArcOutput<'x>> {
     let result = match verdict
         .split(';')
         .find_map(|method| method.trim().strip_prefix("arc="))
@@ -370,15 +382,21 @@ fn received_chain<'x>(message: &'x AuthenticatedMessage<'x>, verdict: &str) -> A
         _ => DkimResult::Fail(mail_auth::Error::Arc(mail_auth::arc::ArcError::BrokenChain)),
     };
     let sets = message.ams_headers.len();
+    let arrived_with_arc = message.has_arc_errors
+        || sets > 0
+        || !message.as_headers.is_empty()
+        || !message.aar_headers.is_empty();
+    if !arrived_with_arc {
+        return Some(ArcOutput::default().with_result(result));
+    }
     if message.has_arc_errors
-        || sets == 0
-        || sets > 50
+        || sets >= MAX_ARC_SETS
         || sets != message.as_headers.len()
         || sets != message.aar_headers.len()
     {
-        return ArcOutput::default().with_result(result);
+        return None;
     }
-    message
+    let chain = message
         .as_headers
         .iter()
         .zip(&message.ams_headers)
@@ -392,7 +410,8 @@ fn received_chain<'x>(message: &'x AuthenticatedMessage<'x>, verdict: &str) -> A
                     results: Header::new(aar.name, aar.value, &aar.header),
                 })
             },
-        )
+        );
+    Some(chain)
 }
 
 /// Our verdict on one line must stay within RFC 5322's 998 characters: past 900, DKIM

@@ -433,6 +433,50 @@ async fn a_received_chain_is_extended_one_instance_up() {
     assert!(seal.contains("cv=fail"), "{seal}");
 }
 
+/// A chain we cannot extend goes on as it came, unsealed (our DKIM signatures still vouch for
+/// the forward): a malformed one would get a second `i=1` set beside its own, a full one (50
+/// sets, RFC 8617's limit) an `i=51` that no receiver accepts.
+#[tokio::test]
+async fn a_chain_that_cannot_be_extended_is_forwarded_unsealed() {
+    let server = server().await;
+    let ctx = &server.running().ctx;
+    let ours = |text: &str| text.matches("ARC-Seal:").count();
+
+    // A lone ARC-Seal with no signature or results beside it.
+    let lone = format!(
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=elsewhere.test; s=x; t=1; b=AAAA\r\n{}",
+        mail("news@ext.test", "lone")
+    );
+    let r = send(&server, "news@ext.test", lone.as_bytes()).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(1, WAIT).await;
+    let text = got[0].text();
+    assert_eq!(ours(&text), 1, "only the seal it came with:\n{text}");
+    assert!(text.contains("DKIM-Signature:"), "{text}");
+
+    // Fifty valid sets, each sealed by signer.test over the last.
+    let mut message = signed(&server, &mail("news@signer.test", "fifty")).await;
+    for _ in 0..50 {
+        let parsed = mail_auth::AuthenticatedMessage::parse(&message).expect("parse");
+        let chain = ctx.authenticator().verify_arc(&parsed).await;
+        let results = mail_auth::AuthenticationResults::new("mx.signer.test");
+        let next = ctx
+            .signers()
+            .seal("signer.test", message.clone(), &results, &chain)
+            .expect("upstream seal");
+        message = next;
+    }
+    let text = String::from_utf8_lossy(&message).into_owned();
+    assert!(text.contains("ARC-Seal: i=50;"), "the chain is full");
+    let r = send(&server, "bounce@signer.test", &message).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = server.sink.wait_for(2, WAIT).await;
+    let text = got[1].text();
+    assert_eq!(ours(&text), 50, "no fifty-first set");
+    assert!(!text.contains("i=51"), "{text}");
+    assert!(text.contains("Subject: fifty"), "{text}");
+}
+
 async fn sealed_again(server: &TestServer) -> Vec<u8> {
     let upstream = signed(server, &mail("news@signer.test", "broken")).await;
     let results = mail_auth::AuthenticationResults::new("mx.signer.test");
